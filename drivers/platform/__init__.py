@@ -1,0 +1,1 @@
+"""Platform adapters: the service manager's watchdog and, later, SoC temperature and power."""

@@ -1,0 +1,74 @@
+"""`edge-node`: run the node, check a config file, print the published schemas."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from edge.config import ConfigError, NodeConfig, load_config
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(e.report(), file=sys.stderr)
+        return 2
+    from edge.node import Node  # imports gpiozero and paho only when a node really runs
+
+    return Node(cfg).run()
+
+
+def _check(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            cfg = load_config(path)
+        except ConfigError as e:
+            print(e.report(), file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{path}: ok (node {cfg.node.id}, hub {cfg.hub.host}:{cfg.hub.port})")
+    return 1 if failed else 0
+
+
+def _schema(_args: argparse.Namespace) -> int:
+    print(json.dumps(NodeConfig.model_json_schema(), indent=2))
+    return 0
+
+
+def _asyncapi(_args: argparse.Namespace) -> int:
+    from edge.contract.asyncapi import render
+
+    sys.stdout.write(render())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="edge-node", description="Safe City pole controller")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the node")
+    run.add_argument("--config", "-c", type=Path, required=True, help="the node's YAML config")
+    run.set_defaults(func=_run)
+    check = sub.add_parser("check-config", help="validate config files; non-zero exit if bad")
+    check.add_argument("files", type=Path, nargs="+")
+    check.set_defaults(func=_check)
+    sub.add_parser("schema", help="print the config's JSON Schema").set_defaults(func=_schema)
+    sub.add_parser("asyncapi", help="print the MQTT API as AsyncAPI 3").set_defaults(
+        func=_asyncapi
+    )
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The node's config file as pydantic models, one per section.
+
+Every model forbids unknown keys, so a typo in a technician's file is an error, not a
+silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge.contract.payloads import Location, NodeId
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+GpioPin = Annotated[int, Field(ge=0, le=53, description="BCM GPIO number")]
+
+
+class NodeSection(Section):
+    id: NodeId
+    site: str = Field(min_length=1, description="Human-readable place, as dispatch names it")
+    location: Location
+
+
+class TlsSection(Section):
+    ca: Path = Field(description="The hub's CA certificate (PEM); the only CA trusted")
+    cert: Path = Field(description="This node's client certificate (PEM)")
+    key: Path = Field(description="This node's private key (PEM); never leaves the node")
+
+
+class HubSection(Section):
+    host: str = Field(min_length=1, description="Hub broker host name or address")
+    port: Port = 8883
+    tls: TlsSection | None = Field(
+        default=None, description="Mutual TLS files; null only for a broker on loopback"
+    )
+    keepalive_s: Annotated[int, Field(ge=2, le=600)] = 10
+    reconnect_min_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> HubSection:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(
+                f"reconnect_max_s ({self.reconnect_max_s}) must not be below "
+                f"reconnect_min_s ({self.reconnect_min_s})"
+            )
+        return self
+
+
+class ButtonPin(Section):
+    pin: GpioPin
+    pull_up: bool = Field(default=True, description="True: the switch pulls the pin to ground")
+
+
+class LedPin(Section):
+    pin: GpioPin
+    active_high: bool = True
+
+
+class InputPin(Section):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = Field(
+        description="What the contact is in the field: tamper, door, ..."
+    )
+    pin: GpioPin
+    pull_up: bool = True
+    alert: bool = Field(default=True, description="Raise an alert when the input activates")
+
+
+class GpioSection(Section):
+    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native", "mock"] | None = Field(
+        default=None,
+        description="gpiozero pin factory; null = GPIOZERO_PIN_FACTORY or gpiozero's default",
+    )
+    simulator_socket: Path | None = Field(
+        default=None,
+        description="With the mock factory: a unix socket through which the demo and tests "
+        "drive the simulated pins",
+    )
+    call_button: ButtonPin
+    call_led: LedPin
+    inputs: list[InputPin] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _pins_unique(self) -> GpioSection:
+        used: dict[int, str] = {}
+        named = [("call_button", self.call_button.pin), ("call_led", self.call_led.pin)]
+        named += [(f"inputs.{i.name}", i.pin) for i in self.inputs]
+        for name, pin in named:
+            if pin in used:
+                raise ValueError(f"GPIO {pin} is used by both {used[pin]} and {name}")
+            used[pin] = name
+        names = [i.name for i in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must be unique, got {names}")
+        if self.simulator_socket is not None and self.pin_factory != "mock":
+            raise ValueError("simulator_socket needs pin_factory: mock (it drives simulated pins)")
+        return self
+
+
+class TimingSection(Section):
+    debounce_ms: Annotated[int, Field(ge=1, le=1000)] = 30
+    long_press_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    stuck_after_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    ack_timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=15.0, description="Pending call without a hub ack this long: show 'no link'"
+    )
+    ack_retry_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0, description="Re-send a delivered but unacknowledged call this often"
+    )
+    ack_display_s: Annotated[float, Field(ge=0, le=600)] = Field(
+        default=10.0, description="LED stays steady this long after the hub's ack"
+    )
+    heartbeat_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
+
+    @model_validator(mode="after")
+    def _press_order(self) -> TimingSection:
+        if self.stuck_after_s <= self.long_press_s:
+            raise ValueError(
+                f"stuck_after_s ({self.stuck_after_s}) must be longer than "
+                f"long_press_s ({self.long_press_s})"
+            )
+        return self
+
+
+class NodeConfig(Section):
+    """One pole's controller: who it is, where its hub is, how it is wired."""
+
+    node: NodeSection
+    hub: HubSection
+    gpio: GpioSection
+    timings: TimingSection = Field(default_factory=TimingSection)
+    data_dir: Path = Field(
+        default=Path("/var/lib/edge"),
+        description="Writable state: outbox, identity, recordings (the data partition)",
+    )

@@ -1,0 +1,115 @@
+"""JSON payloads on the node's topics, as pydantic models.
+
+These models are the contract: the node builds its messages from them, the hub console
+parses with them, and docs/mqtt-api.asyncapi.yaml is generated from them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+NodeId = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="Must be lower-case letters, digits and '-' (e.g. kherson-0042); "
+        "it is the MQTT client id and topic segment",
+    ),
+]
+# A UUIDv7 in its canonical text form: time-ordered, unique without coordination.
+AlertId = Annotated[
+    str,
+    Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"),
+]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = Field(default=1, description="Payload format version")
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class Location(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lat: Annotated[float, Field(ge=-90, le=90)]
+    lon: Annotated[float, Field(ge=-180, le=180)]
+    description: str = Field(default="", description="Street address or landmark")
+
+
+class Status(Message):
+    """Retained on `poles/<node>/status`. The broker publishes the `offline` last will for
+    a node that vanishes; a node that stops cleanly publishes `offline` itself."""
+
+    node: NodeId
+    state: Literal["online", "offline"]
+    time: AwareDatetime
+    boot: str = Field(description="Random id of this run of the node; changes on every start")
+    version: str
+    site: str
+    reason: str = Field(default="", description="Why offline: 'shutdown' or 'connection lost'")
+
+
+class AlertKind(StrEnum):
+    CALL = "call"  # a citizen pressed the call-police button
+    BUTTON_STUCK = "button_stuck"  # the call button is held down far too long: jammed or taped
+    INPUT = "input"  # a cabinet contact (tamper, door, ...) activated
+
+
+class Alert(Message):
+    """On `poles/<node>/alert`, QoS 1, from the node's durable outbox. May arrive more than
+    once (after an outage or a restart); the hub drops duplicates by `id`."""
+
+    id: AlertId
+    seq: Annotated[int, Field(ge=1, description="Per-node sequence number; gaps mean loss")]
+    node: NodeId
+    kind: AlertKind
+    source: str = Field(description="What raised it: 'call_button' or an input's name")
+    time: AwareDatetime = Field(description="When it happened, by the node's clock (UTC)")
+    clock_synced: bool = Field(description="Whether the node's clock was synchronised then")
+    site: str
+    location: Location
+
+
+class Ack(Message):
+    """Published by the hub on `poles/<node>/ack` (QoS 1) once dispatch has the alert."""
+
+    alert_id: AlertId
+    by: str = Field(default="hub", max_length=64, description="Operator or system that took it")
+    time: AwareDatetime
+
+
+class LinkStats(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connects: int
+    disconnects: int
+    connected_since: datetime | None
+
+
+class OutboxStats(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pending: int = Field(description="Alerts on disk not yet accepted by the broker")
+    unacked: int = Field(description="Alerts delivered but not yet acknowledged by the hub")
+
+
+class Heartbeat(Message):
+    """Periodic telemetry on `poles/<node>/telemetry`, QoS 0 (a missed one is not resent)."""
+
+    node: NodeId
+    time: AwareDatetime
+    uptime_s: float
+    outbox: OutboxStats
+    link: LinkStats
+    inputs: dict[str, bool] = Field(description="Current state of each cabinet input")
+    counters: dict[str, int] = Field(
+        description="Counts since start: presses, malformed messages, publish errors, ..."
+    )

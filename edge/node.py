@@ -1,0 +1,204 @@
+"""The node's main process: composes the drivers, the alarm path and the uplink, and runs
+the main loop (acks and deliveries, LED, heartbeat, the systemd watchdog).
+
+The main process stays light: no frame or model work ever runs here, so the path from a
+GPIO edge to the broker never waits behind video.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from types import FrameType
+
+from drivers.gpio import CallButton, DigitalInput, PinSimulator, StatusLed, make_pin_factory
+from drivers.platform.watchdog import ServiceNotifier
+from edge import __version__, clock
+from edge.alarm import AlarmPath
+from edge.config.model import NodeConfig
+from edge.contract.payloads import AlertKind, Heartbeat, LinkStats, OutboxStats, Status
+from edge.contract.topics import NodeTopics
+from edge.outbox import Outbox, OutboxError
+from edge.telemetry import Counters
+from edge.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.1
+LOOP_STALL_S = 5.0  # the uplink's network loop silent this long counts as unhealthy
+
+
+class Node:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.topics = NodeTopics(cfg.node.id)
+        self.counters = Counters()
+        self.boot = uuid.uuid4().hex
+        self.started = clock.monotonic()
+        self.notifier = ServiceNotifier()
+        self._stop = threading.Event()
+        self.healthy = False
+        self.unhealthy_reason = ""
+
+        self.outbox = Outbox(cfg.data_dir / "outbox.sqlite")
+        g, t = cfg.gpio, cfg.timings
+        self.pins = make_pin_factory(g.pin_factory)
+        self.led = StatusLed(g.call_led.pin, active_high=g.call_led.active_high,
+                             pin_factory=self.pins)
+        self.uplink = Uplink(
+            cfg.hub, cfg.node.id, status_topic=self.topics.status,
+            online=lambda: self._status("online"),
+            will=lambda: self._status("offline", "connection lost"),
+            subscriptions={self.topics.ack: self._on_ack},
+        )
+        self.alarm = AlarmPath(cfg, self.outbox, self.uplink, self.led, self.counters)
+        self.button = CallButton(
+            g.call_button.pin, pull_up=g.call_button.pull_up, debounce_s=t.debounce_ms / 1000,
+            long_press_s=t.long_press_s, stuck_after_s=t.stuck_after_s, pin_factory=self.pins,
+        )
+        self.button.when_pressed = self._on_press
+        self.button.when_long_pressed = lambda: self.counters.inc("long_presses")
+        self.button.when_stuck = self._on_stuck
+        self.button.when_released = self._on_release
+        self.inputs = [
+            DigitalInput(i.name, i.pin, pull_up=i.pull_up, debounce_s=t.debounce_ms / 1000,
+                         pin_factory=self.pins)
+            for i in g.inputs
+        ]
+        for spec, device in zip(g.inputs, self.inputs, strict=True):
+            if spec.alert:
+                device.when_activated = self._input_alert(spec.name)
+        self.simulator = (
+            PinSimulator(self.pins, str(g.simulator_socket)) if g.simulator_socket else None
+        )
+        self._stuck = False
+
+    # --- GPIO callbacks (run in the thread that saw the edge) ---
+
+    def _on_press(self) -> None:
+        self.counters.inc("presses")
+        self.alarm.raise_alert(AlertKind.CALL, "call_button")
+
+    def _on_stuck(self) -> None:
+        self._stuck = True
+        log.error("call button held for %.0f s: jammed or taped down", self.cfg.timings.stuck_after_s)
+        self.alarm.raise_alert(AlertKind.BUTTON_STUCK, "call_button")
+
+    def _on_release(self, held_s: float) -> None:
+        if self._stuck:
+            log.warning("call button released after %.0f s stuck", held_s)
+            self._stuck = False
+
+    def _input_alert(self, name: str) -> Callable[[], None]:
+        def fire() -> None:
+            self.alarm.raise_alert(AlertKind.INPUT, name)
+
+        return fire
+
+    def _on_ack(self, topic: str, payload: bytes) -> None:
+        self.alarm.on_ack_message(topic, payload)
+
+    # --- payloads ---
+
+    def _status(self, state: str, reason: str = "") -> bytes:
+        return Status(
+            node=self.cfg.node.id, state=state, time=clock.now(),  # type: ignore[arg-type]
+            boot=self.boot, version=__version__, site=self.cfg.node.site, reason=reason,
+        ).to_bytes()
+
+    def heartbeat(self) -> Heartbeat:
+        pending, unacked = self.outbox.counts()
+        link = self.uplink.state
+        return Heartbeat(
+            node=self.cfg.node.id, time=clock.now(),
+            uptime_s=round(clock.monotonic() - self.started, 1),
+            outbox=OutboxStats(pending=pending, unacked=unacked),
+            link=LinkStats(connects=link.connects, disconnects=link.disconnects,
+                           connected_since=link.connected_since),
+            inputs={i.name: i.is_active for i in self.inputs},
+            counters=self.counters.snapshot(),
+        )
+
+    # --- main loop ---
+
+    def check_health(self) -> bool:
+        reason = ""
+        if not self.uplink.alive():
+            reason = "uplink thread died"
+        elif clock.monotonic() - self.uplink.loop_beat > LOOP_STALL_S:
+            reason = "uplink loop stalled"
+        else:
+            try:
+                self.outbox.probe()
+            except OutboxError as e:
+                reason = str(e)
+        if reason != self.unhealthy_reason:
+            if reason:
+                log.error("unhealthy, withholding watchdog pings: %s", reason)
+            else:
+                log.info("healthy again")
+        self.unhealthy_reason, self.healthy = reason, not reason
+        return self.healthy
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        self.uplink.start()
+        self.alarm.resume()
+        self.alarm.show_state()
+        self.notifier.ready(f"node {self.cfg.node.id} up")
+        log.info("node %s ready (boot %s, version %s)", self.cfg.node.id, self.boot, __version__)
+        period = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else 5.0
+        next_tick = next_health = next_beat = clock.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.alarm.handle(self.alarm.events.get(timeout=max(0.0, next_tick - clock.monotonic())))
+                continue
+            except queue.Empty:
+                pass
+            now = clock.monotonic()
+            next_tick = now + TICK_S
+            self.alarm.tick()
+            if now >= next_health:
+                next_health = now + period
+                if self.check_health():
+                    self.notifier.ping()
+            if now >= next_beat:
+                next_beat = now + self.cfg.timings.heartbeat_s
+                self.uplink.publish(self.topics.telemetry, self.heartbeat().to_bytes(), qos=0)
+                try:
+                    self.outbox.prune(time.time())
+                except OutboxError as e:
+                    log.error("%s", e)
+        self.shutdown()
+        return 0
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        self.notifier.stopping()
+        while True:  # record what already came back before closing the outbox
+            try:
+                self.alarm.handle(self.alarm.events.get_nowait())
+            except queue.Empty:
+                break
+        self.uplink.stop()
+        if self.simulator is not None:
+            self.simulator.close()
+        self.button.close()
+        for device in self.inputs:
+            device.close()
+        self.led.close()
+        self.outbox.close()
+        log.info("node %s stopped", self.cfg.node.id)
+

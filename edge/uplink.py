@@ -1,0 +1,236 @@
+"""The node's MQTT 5 link to the hub (paho-mqtt 2, VERSION2 callbacks).
+
+One network thread owns the connection: it connects, runs paho's loop, and after a loss
+waits a jittered exponential backoff before trying again, so a city's poles do not all
+reconnect in the same second after the hub restarts. The retained status topic says
+`online` on every connect; the broker publishes the `offline` last will if the node
+vanishes. QoS 1 messages handed to paho while the link is down are queued by paho and
+sent (or re-sent, with DUP) on reconnect; the caller learns of each PUBACK through a
+callback, which runs on the network thread and must only hand the result on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge import clock
+from edge.config.model import HubSection
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 24 * 3600  # the broker keeps our ack subscription and queued acks this long
+
+# (ok, reason) once the broker has answered a QoS 1 publish
+Delivery = Callable[[bool, str], None]
+MessageHandler = Callable[[str, bytes], None]
+
+
+class Backoff:
+    """Exponential backoff with "equal jitter": each wait is between half and all of
+    min_s·2^attempt (capped at max_s), so delays grow but nodes spread out."""
+
+    def __init__(self, min_s: float, max_s: float, rng: Callable[[], float] = random.random):
+        self.min_s, self.max_s, self._rng = min_s, max_s, rng
+        self.attempt = 0
+
+    def next(self) -> float:
+        cap = min(self.max_s, self.min_s * 2**self.attempt)
+        self.attempt = min(self.attempt + 1, 32)
+        return cap / 2 + self._rng() * cap / 2
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class LinkState:
+    connected: bool = False
+    connects: int = 0
+    disconnects: int = 0
+    connected_since: datetime | None = None
+    last_error: str = ""
+
+
+class Uplink:
+    def __init__(
+        self,
+        hub: HubSection,
+        client_id: str,
+        *,
+        status_topic: str,
+        online: Callable[[], bytes],
+        will: Callable[[], bytes],
+        subscriptions: dict[str, MessageHandler],
+        on_link: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.state = LinkState()
+        self._status_topic = status_topic
+        self._online, self._will = online, will
+        self._subscriptions = subscriptions
+        self._on_link = on_link
+        self._backoff = Backoff(hub.reconnect_min_s, hub.reconnect_max_s)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        # Every publish goes through publish(): mid → (qos, callback) until paho reports it
+        # sent (QoS 0) or acknowledged (QoS 1); _early holds reports that beat publish()
+        # returning. Never hold _lock while calling paho: paho holds its own mutex when it
+        # calls _on_publish.
+        self._waiting: dict[int, tuple[int, Delivery | None]] = {}
+        self._early: dict[int, ReasonCode] = {}
+        self.loop_beat = clock.monotonic()  # last time the network loop ran: for health
+
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
+        c.max_inflight_messages_set(20)
+        c.max_queued_messages_set(0)  # unbounded: the outbox on disk is the real bound
+        if hub.tls is not None:
+            c.tls_set(
+                ca_certs=str(hub.tls.ca), certfile=str(hub.tls.cert), keyfile=str(hub.tls.key),
+                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        self._client = c
+
+    @property
+    def connected(self) -> bool:
+        return self.state.connected
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, *, timeout_s: float = 2.0) -> None:
+        """Say `offline` (retained) if connected, then close the link."""
+        if self.state.connected:
+            said = threading.Event()
+            self.publish(
+                self._status_topic, self._will(), qos=1, retain=True,
+                on_done=lambda _ok, _why: said.set(),
+            )
+            said.wait(timeout_s)  # if not said, the broker's last will says the same
+            self._client.disconnect()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s + 1)
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int, retain: bool = False,
+        on_done: Delivery | None = None,
+    ) -> None:
+        """Hand a message to the link. QoS 1 ones are kept (and re-sent) until the broker
+        answers; on_done then says whether the broker accepted it."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if qos == 0 and info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return  # QoS 0 while the link is down is simply not sent
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._waiting[info.mid] = (qos, on_done)
+                return
+        if on_done is not None:
+            on_done(not early.is_failure, str(early))
+
+    # --- network thread ---
+
+    def _run(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            try:
+                self._client.will_set(self._status_topic, self._will(), qos=1, retain=True)
+                if first:
+                    props = Properties(PacketTypes.CONNECT)
+                    props.SessionExpiryInterval = SESSION_EXPIRY_S
+                    self._client.connect(
+                        self.hub.host, self.hub.port, keepalive=self.hub.keepalive_s,
+                        clean_start=False, properties=props,
+                    )
+                    first = False
+                else:
+                    self._client.reconnect()
+            except (OSError, ssl.SSLError, ValueError) as e:
+                self.state.last_error = f"connect to {self.hub.host}:{self.hub.port}: {e}"
+                log.warning("hub unreachable: %s", self.state.last_error)
+                self._stop.wait(self._backoff.next())
+                continue
+            while not self._stop.is_set():
+                rc = self._client.loop(timeout=0.2)
+                self.loop_beat = clock.monotonic()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+            if not self._stop.is_set():
+                self._stop.wait(self._backoff.next())
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            self.state.last_error = f"broker refused connection: {reason}"
+            log.error("%s", self.state.last_error)
+            return
+        self._backoff.reset()
+        self.state.connected = True
+        self.state.connects += 1
+        self.state.connected_since = clock.now()
+        log.info("connected to hub %s:%d", self.hub.host, self.hub.port)
+        self.publish(self._status_topic, self._online(), qos=1, retain=True)
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
+        if self._on_link is not None:
+            self._on_link(True)
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        if self.state.connected:
+            self.state.disconnects += 1
+            log.warning("lost hub link: %s", reason)
+        self.state.connected = False
+        self.state.connected_since = None
+        with self._lock:  # unsent QoS 0 packets are dropped by paho and never reported
+            for mid in [m for m, (qos, _) in self._waiting.items() if qos == 0]:
+                del self._waiting[mid]
+        if self._on_link is not None:
+            self._on_link(False)
+
+    def _on_publish(
+        self, _c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
+    ) -> None:
+        with self._lock:
+            if mid not in self._waiting:
+                self._early[mid] = reason
+                return
+            _, on_done = self._waiting.pop(mid)
+        if on_done is not None:
+            on_done(not reason.is_failure, str(reason))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        handler = self._subscriptions.get(msg.topic)
+        if handler is None:
+            log.warning("message on unexpected topic %r ignored", msg.topic)
+            return
+        try:
+            handler(msg.topic, msg.payload)
+        except Exception:  # a bad message must never take the link down
+            log.exception("handling message on %s failed", msg.topic)
