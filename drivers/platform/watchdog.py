@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 try:
-    from systemd import daemon as _daemon
+    from systemd import daemon as _daemon  # type: ignore[attr-defined]
 except ImportError:  # not on Linux; nothing to notify
     _daemon = None
 
