@@ -1,0 +1,328 @@
+"""The hub console's MQTT client: HubConsole watches every pole on a broker and acknowledges
+their alerts; send_ack() publishes a single ack for scripts.
+
+HubConsole is the piece the demo runs in its own process: a paho MQTT 5 client on its own
+network thread (loop_start; paho reconnects by itself) that feeds a HubState and publishes
+acks. Its session is persistent, so alerts published while it is away are queued for it by
+the broker, and it re-subscribes on every connect.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import ssl
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import TypeAdapter
+from rich.console import RenderableType
+
+from edge import clock
+from edge.config.model import TlsSection
+from edge.contract import topics
+from edge.contract.payloads import Ack, NodeId
+from edge.hub import view
+from edge.hub.state import EventHook, HubEvent, HubState
+from edge.ids import uuid7
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 3600  # the broker keeps our subscriptions and queues alerts this long
+KEEPALIVE_S = 10
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 8
+# Topics no node may use, watched only to count them as garbage. Disjoint from
+# hub_subscriptions() (those have exactly three levels), so no message arrives twice.
+STRAY_SUBSCRIPTIONS = [f"{topics.ROOT}/+", f"{topics.ROOT}/+/+/+/#"]
+
+_NODE_ID: TypeAdapter[str] = TypeAdapter(NodeId)
+
+
+def _session_expiry(packet: int, seconds: int) -> Properties:
+    props = Properties(packet)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
+    props.SessionExpiryInterval = seconds
+    return props
+
+
+def _client(client_id: str, tls: TlsSection | None) -> mqtt.Client:
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    if tls is not None:
+        c.tls_set(
+            ca_certs=str(tls.ca), certfile=str(tls.cert), keyfile=str(tls.key),
+            cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    return c
+
+
+class HubConsole:
+    """A live view of every pole on one broker, able to acknowledge their alerts.
+
+    on_event gets every HubEvent (status, alert, duplicate, acked, garbage, connected, ...)
+    on paho's network thread: hand it on, quickly. An operator name the contract does not
+    allow in an ack's `by` raises pydantic.ValidationError here, not at the first ack.
+    """
+
+    def __init__(
+        self, host: str, port: int, *, auto_ack: bool = False, operator: str = "hub-console",
+        tls: TlsSection | None = None, client_id: str | None = None,
+        on_event: EventHook | None = None,
+    ) -> None:
+        Ack(alert_id=uuid7(), by=operator, time=clock.now())  # a bad operator fails here
+        self.host, self.port = host, port
+        self.auto_ack, self.operator = auto_ack, operator
+        self.client_id = client_id or f"hub-console-{secrets.token_hex(4)}"
+        self._own_session = client_id is None  # a made-up id's session is dropped at stop()
+        self.on_event = on_event
+        self.state = HubState(on_event=self._emit)
+        self.notice = "" if auto_ack else "type 'a' + Enter to ack all pending, 'a N' for row N"
+        self.last_error = ""
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._stopping = False
+        self._rows: list[str] = []  # alert ids in the order last drawn, for `a N`
+        # mid → alert id of acks the broker has not answered yet; _early holds answers
+        # that beat publish() returning. Never hold _lock while calling paho (it holds its
+        # own mutex while calling _on_publish).
+        self._lock = threading.Lock()
+        self._acks_waiting: dict[int, str] = {}
+        self._early: dict[int, ReasonCode] = {}
+        c = _client(self.client_id, tls)
+        c.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        self._client = c
+
+    # --- life ---
+
+    def start(self) -> None:
+        """Connect in the background; paho keeps reconnecting until stop()."""
+        self._client.connect_async(
+            self.host, self.port, keepalive=KEEPALIVE_S, clean_start=False,
+            properties=_session_expiry(PacketTypes.CONNECT, SESSION_EXPIRY_S),
+        )
+        self._client.loop_start()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True once connected and subscribed, so alerts published from now on reach us."""
+        return self._subscribed.wait(timeout_s)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Let acks in flight reach the broker (up to timeout_s), then disconnect."""
+        deadline = clock.monotonic() + timeout_s
+        while self.connected and self._acks_waiting and clock.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stopping = True
+        props = _session_expiry(PacketTypes.DISCONNECT, 0) if self._own_session else None
+        self._client.disconnect(properties=props)
+        self._client.loop_stop()
+
+    # --- acks ---
+
+    def ack(self, alert_id: str) -> bool:
+        """Publish an ack for a known alert (QoS 1); False if the hub never received it."""
+        rec = self.state.alert(alert_id)
+        if rec is None:
+            return False
+        self._publish_ack(rec.node, alert_id)
+        return True
+
+    def ack_pending(self) -> int:
+        pending = self.state.pending()
+        for rec in pending:
+            self._publish_ack(rec.node, rec.alert_id)
+        return len(pending)
+
+    def command(self, line: str) -> str:
+        """An operator's line: `a` acks all pending alerts, `a N` row N of the alerts table."""
+        words = line.lower().split()
+        if words == ["a"]:
+            reply = f"acking {self.ack_pending()} pending alert(s)"
+        elif len(words) == 2 and words[0] == "a" and words[1].isdigit():
+            rows = self._rows or [a.alert_id for a in self.state.alerts(view.ALERT_ROWS)]
+            n = int(words[1])
+            if 1 <= n <= len(rows) and self.ack(rows[n - 1]):
+                reply = f"acking row {n} (alert {rows[n - 1]})"
+            else:
+                reply = f"no row {n}: the alerts table has {len(rows)} row(s)"
+        else:
+            reply = f"unknown command {line.strip()!r}: 'a' acks all pending, 'a N' row N"
+        self.notice = reply
+        self._emit(HubEvent(clock.now(), "operator", reply))
+        return reply
+
+    def _publish_ack(self, node: str, alert_id: str) -> None:
+        ack = Ack(alert_id=alert_id, by=self.operator, time=clock.now())
+        info = self._client.publish(topics.NodeTopics(node).ack, ack.to_bytes(), qos=1)
+        # NO_CONN: paho keeps a QoS 1 message and sends it once reconnected
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self._ack_failed(node, alert_id, mqtt.error_string(info.rc))
+            return
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._acks_waiting[info.mid] = alert_id
+                return
+        self._ack_answered(alert_id, early)
+
+    def _ack_answered(self, alert_id: str, reason: ReasonCode) -> None:
+        if reason.is_failure:
+            rec = self.state.alert(alert_id)
+            self._ack_failed(rec.node if rec else "?", alert_id, f"broker refused it: {reason}")
+        else:
+            self.state.mark_acked(alert_id, clock.now())
+
+    def _ack_failed(self, node: str, alert_id: str, why: str) -> None:
+        log.warning("ack for alert %s of %s not sent: %s", alert_id, node, why)
+        self._emit(HubEvent(clock.now(), "ack_failed", f"ack for {node} alert {alert_id}: {why}",
+                            node, alert_id))
+
+    # --- drawing ---
+
+    def render(self) -> RenderableType:
+        alerts = self.state.alerts(view.ALERT_ROWS)
+        self._rows = [a.alert_id for a in alerts]
+        if self.connected:
+            link = f"connected to {self.host}:{self.port}"
+        else:
+            link = f"NOT CONNECTED to {self.host}:{self.port}" + (
+                f" ({self.last_error})" if self.last_error else "")
+        mode = "auto-ack" if self.auto_ack else f"operator {self.operator}"
+        header = f"Safe City hub console | {link} as {self.client_id} | {mode}"
+        return view.render(self.state, alerts, now=clock.now(), header=header,
+                           notice=self.notice)
+
+    # --- network thread ---
+
+    def _emit(self, ev: HubEvent) -> None:
+        hook = self.on_event
+        if hook is not None:
+            hook(ev)
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused connection: {reason}"
+            log.error("%s", self.last_error)
+            self._emit(HubEvent(clock.now(), "refused", self.last_error))
+            return
+        self.last_error = ""
+        self._connected.set()
+        # re-subscribe on every connect: a broker that lost our session has no subscriptions
+        wanted = topics.hub_subscriptions() + STRAY_SUBSCRIPTIONS
+        client.subscribe([(t, SubscribeOptions(qos=1)) for t in wanted])
+        session = "resumed" if flags.session_present else "new"
+        self._emit(HubEvent(clock.now(), "connected",
+                            f"connected to {self.host}:{self.port} as {self.client_id} "
+                            f"({session} session)"))
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        self.last_error = f"cannot reach {self.host}:{self.port}"
+        log.warning("%s; retrying", self.last_error)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            self.last_error = f"subscription refused: {', '.join(refused)}"
+            log.error("%s", self.last_error)
+            self._emit(HubEvent(clock.now(), "refused", self.last_error))
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        self._subscribed.clear()
+        if was_connected and not self._stopping:
+            self.last_error = f"link lost: {reason}"
+            log.warning("%s; reconnecting", self.last_error)
+            self._emit(HubEvent(clock.now(), "disconnected", self.last_error))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers should refuse these; count it, do not fail
+            topic = "<topic not UTF-8>"
+        try:
+            ids = self.state.receive(topic, bytes(msg.payload), clock.now())
+            if self.auto_ack:
+                for alert_id in ids:
+                    self.ack(alert_id)
+        except Exception:  # one bad message, or a failing hook, must not stop the network thread
+            log.exception("handling a message on %r failed", topic)
+
+    def _on_publish(
+        self, _c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
+    ) -> None:
+        with self._lock:
+            alert_id = self._acks_waiting.pop(mid, None)
+            if alert_id is None:
+                self._early[mid] = reason
+                return
+        self._ack_answered(alert_id, reason)
+
+
+class AckNotDelivered(RuntimeError):
+    """The one-shot ack did not reach the broker; the message says why."""
+
+
+def send_ack(
+    host: str, port: int, node: str, alert_id: str, *, operator: str = "hub-console",
+    tls: TlsSection | None = None, client_id: str | None = None, timeout_s: float = 10.0,
+) -> None:
+    """Publish one ack and return once the broker has it (PUBACK). Raises ValidationError
+    for a bad node or alert id, AckNotDelivered if the broker cannot be reached or refuses."""
+    topic = topics.NodeTopics(_NODE_ID.validate_python(node)).ack
+    payload = Ack(alert_id=alert_id, by=operator, time=clock.now()).to_bytes()
+    connected, answered = threading.Event(), threading.Event()
+    answers: list[ReasonCode] = []
+
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        answers.append(reason)
+        connected.set()
+
+    def on_publish(_c: mqtt.Client, _u: Any, _mid: int, reason: ReasonCode, _p: Any) -> None:
+        answers.append(reason)
+        answered.set()
+
+    c = _client(client_id or f"hub-ack-{secrets.token_hex(4)}", tls)
+    c.on_connect, c.on_publish = on_connect, on_publish
+    where = f"{host}:{port}"
+    try:
+        c.connect(host, port, keepalive=KEEPALIVE_S)
+    except (OSError, ssl.SSLError) as e:
+        raise AckNotDelivered(f"cannot connect to {where}: {e}") from e
+    c.loop_start()
+    try:
+        if not connected.wait(timeout_s):
+            raise AckNotDelivered(f"no answer from {where} within {timeout_s} s")
+        if answers[0].is_failure:
+            raise AckNotDelivered(f"{where} refused the connection: {answers[0]}")
+        c.publish(topic, payload, qos=1)
+        if not answered.wait(timeout_s):
+            raise AckNotDelivered(f"{where} did not acknowledge the ack within {timeout_s} s")
+        if answers[1].is_failure:
+            raise AckNotDelivered(f"{where} refused the ack on {topic}: {answers[1]}")
+    finally:
+        c.disconnect()
+        c.loop_stop()

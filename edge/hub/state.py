@@ -1,0 +1,348 @@
+"""What the hub knows about its poles, built only from the messages it receives.
+
+HubState parses node messages with the contract models, keeps each node's last status and
+heartbeat, drops duplicate alerts by id, counts sequence gaps (possible loss) and garbage,
+and says which alerts need an ack. No I/O: the console feeds it messages and acks. Every
+method is thread-safe; readers get copies, never the live records.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge.contract import topics
+from edge.contract.payloads import Alert, Heartbeat, Status
+
+GARBAGE_KEPT = 5  # the last few malformed messages are kept for display
+MAX_ALERTS = 100_000  # past this the oldest alerts are forgotten, so a flood cannot exhaust memory
+TEXT_LIMIT = 300  # topics and error texts from the network are cut to this many characters
+
+# What the node publishes, by topic leaf. Other leaves (the hub's own acks) are ignored.
+_MODELS: dict[str, type[Status | Alert | Heartbeat]] = {
+    "status": Status,
+    "alert": Alert,
+    "telemetry": Heartbeat,
+}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), interpolating between ranks as numpy's default does."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} is outside 0..100")
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def _ms(later: datetime, earlier: datetime) -> float:
+    return (later - earlier).total_seconds() * 1000
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 1] + "…"
+
+
+@dataclass
+class NodeView:
+    """One pole as the hub sees it."""
+
+    node_id: str
+    state: str = "unknown"  # "online" or "offline" once its status arrives
+    reason: str = ""
+    version: str = ""
+    site: str = ""
+    since: datetime | None = None  # the time in its last status
+    boot: str = ""
+    heartbeat_at: datetime | None = None  # when the hub received its last heartbeat
+    uptime_s: float | None = None
+    outbox_pending: int | None = None
+    outbox_unacked: int | None = None
+    link_connects: int | None = None
+    link_disconnects: int | None = None
+    seq_missing: int = 0  # seqs never seen between the lowest and highest seen
+
+
+@dataclass
+class AlertRecord:
+    """One alert, however many copies of it arrived."""
+
+    alert_id: str
+    node: str
+    seq: int
+    kind: str
+    source: str
+    site: str
+    clock_synced: bool
+    raised_at: datetime  # alert.time, by the node's clock
+    received_at: datetime  # first copy, by the hub's clock
+    copies: int = 1
+    acked_at: datetime | None = None
+
+    @property
+    def duplicates(self) -> int:
+        return self.copies - 1
+
+    @property
+    def acked(self) -> bool:
+        return self.acked_at is not None
+
+    @property
+    def latency_ms(self) -> float:
+        """From raised on the pole to received at the hub; skewed if the node's clock is off."""
+        return _ms(self.received_at, self.raised_at)
+
+    @property
+    def ack_latency_ms(self) -> float | None:
+        return None if self.acked_at is None else _ms(self.acked_at, self.received_at)
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """A message the hub could not use, kept to show the operator why."""
+
+    at: datetime
+    topic: str
+    reason: str  # "topic", "json", "schema" or "node_mismatch"
+    error: str
+
+
+@dataclass(frozen=True)
+class HubEvent:
+    """Something the operator may want to see as a line: status change, alert, ack, garbage."""
+
+    at: datetime
+    kind: str
+    text: str
+    node: str = ""
+    alert_id: str = ""
+
+
+EventHook = Callable[[HubEvent], None]
+
+
+@dataclass
+class _Seqs:
+    seen: set[int]
+    low: int
+    high: int
+
+    def add(self, seq: int) -> int:
+        self.seen.add(seq)
+        self.low, self.high = min(self.low, seq), max(self.high, seq)
+        return self.high - self.low + 1 - len(self.seen)
+
+
+def _describe(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors(include_url=False)[:3]:
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    more = e.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+class HubState:
+    """Nodes, alerts and garbage, as received. `on_event` is called outside the lock for
+    each thing worth a line of log; receive() itself never raises on any input."""
+
+    def __init__(self, on_event: EventHook | None = None) -> None:
+        self.on_event = on_event
+        self._lock = threading.Lock()
+        self._nodes: dict[str, NodeView] = {}
+        self._seqs: dict[str, _Seqs] = {}
+        self._alerts: dict[str, AlertRecord] = {}  # insertion order = order first received
+        self._forgotten = 0
+        self._garbage: Counter[str] = Counter()
+        self._recent_garbage: deque[Garbage] = deque(maxlen=GARBAGE_KEPT)
+        self._ignored = 0
+
+    # --- input ---
+
+    def receive(self, topic: str, payload: bytes, received_at: datetime) -> list[str]:
+        """Take one message; return the ids of alerts to acknowledge now. A duplicate is
+        re-acked even if already acked: the node re-sends only while it lacks our ack."""
+        events: list[HubEvent] = []
+        with self._lock:
+            acks = self._receive(topic, payload, received_at, events)
+        self._emit(events)
+        return acks
+
+    def mark_acked(self, alert_id: str, at: datetime) -> bool:
+        """Record that the broker took our ack; the first ack time is kept. False if unknown."""
+        events: list[HubEvent] = []
+        with self._lock:
+            rec = self._alerts.get(alert_id)
+            if rec is None:
+                return False
+            if rec.acked_at is None:
+                rec.acked_at = at
+                events.append(HubEvent(
+                    at, "acked", f"{rec.node} seq {rec.seq} acked "
+                    f"{rec.ack_latency_ms:.0f} ms after it arrived", rec.node, alert_id,
+                ))
+        self._emit(events)
+        return True
+
+    def _emit(self, events: list[HubEvent]) -> None:
+        hook = self.on_event
+        if hook is not None:
+            for ev in events:
+                hook(ev)
+
+    def _receive(
+        self, topic: str, payload: bytes, at: datetime, events: list[HubEvent]
+    ) -> list[str]:
+        parsed = topics.parse(topic)
+        if parsed is None:
+            self._add_garbage(at, topic, "topic", f"not {topics.ROOT}/<node>/<leaf>", events)
+            return []
+        node_id, leaf = parsed
+        model = _MODELS.get(leaf)
+        if model is None:
+            self._ignored += 1
+            return []
+        try:
+            msg = model.model_validate_json(payload)
+        except ValidationError as e:
+            bad_json = any(err["type"] == "json_invalid" for err in e.errors())
+            self._add_garbage(at, topic, "json" if bad_json else "schema", _describe(e), events)
+            return []
+        if msg.node != node_id:
+            self._add_garbage(
+                at, topic, "node_mismatch", f"payload is from node {msg.node!r}", events
+            )
+            return []
+        node = self._nodes.setdefault(node_id, NodeView(node_id))
+        if isinstance(msg, Status):
+            self._on_status(node, msg, at, events)
+            return []
+        if isinstance(msg, Heartbeat):
+            node.heartbeat_at = at
+            node.uptime_s = msg.uptime_s
+            node.outbox_pending, node.outbox_unacked = msg.outbox.pending, msg.outbox.unacked
+            node.link_connects = msg.link.connects
+            node.link_disconnects = msg.link.disconnects
+            return []
+        self._on_alert(node, msg, at, events)
+        return [msg.id]
+
+    def _on_status(
+        self, node: NodeView, msg: Status, at: datetime, events: list[HubEvent]
+    ) -> None:
+        node.state, node.reason, node.since = msg.state, msg.reason, msg.time
+        node.version, node.site, node.boot = msg.version, msg.site, msg.boot
+        why = f" ({msg.reason})" if msg.reason else ""
+        events.append(HubEvent(
+            at, "status", f"{node.node_id} {msg.state}{why}, {msg.version} at {msg.site}",
+            node.node_id,
+        ))
+
+    def _on_alert(self, node: NodeView, msg: Alert, at: datetime, events: list[HubEvent]) -> None:
+        rec = self._alerts.get(msg.id)
+        if rec is not None:
+            rec.copies += 1
+            state = "acked before, re-acking" if rec.acked else "not acked yet"
+            events.append(HubEvent(
+                at, "duplicate", f"{rec.node} seq {rec.seq} copy {rec.copies} ({state})",
+                rec.node, rec.alert_id,
+            ))
+            return
+        rec = AlertRecord(
+            alert_id=msg.id, node=msg.node, seq=msg.seq, kind=str(msg.kind), source=msg.source,
+            site=msg.site, clock_synced=msg.clock_synced, raised_at=msg.time, received_at=at,
+        )
+        self._alerts[msg.id] = rec
+        if len(self._alerts) > MAX_ALERTS:
+            del self._alerts[next(iter(self._alerts))]
+            self._forgotten += 1
+        seqs = self._seqs.get(node.node_id)
+        if seqs is None:
+            self._seqs[node.node_id] = _Seqs({msg.seq}, msg.seq, msg.seq)
+        else:
+            node.seq_missing = seqs.add(msg.seq)
+        events.append(HubEvent(
+            at, "alert", f"{rec.node} seq {rec.seq} {rec.kind} from {rec.source}, "
+            f"{rec.latency_ms:.0f} ms after it was raised", rec.node, rec.alert_id,
+        ))
+
+    def _add_garbage(
+        self, at: datetime, topic: str, reason: str, error: str, events: list[HubEvent]
+    ) -> None:
+        self._garbage[reason] += 1
+        g = Garbage(at, _cut(topic), reason, _cut(error))
+        self._recent_garbage.append(g)
+        events.append(HubEvent(at, "garbage", f"{reason} on {g.topic}: {g.error}"))
+
+    # --- reading ---
+
+    def nodes(self) -> list[NodeView]:
+        with self._lock:
+            return [replace(n) for _, n in sorted(self._nodes.items())]
+
+    def alerts(self, limit: int | None = None) -> list[AlertRecord]:
+        """Newest first (by arrival at the hub)."""
+        with self._lock:
+            newest = itertools.islice(reversed(self._alerts.values()), limit)
+            return [replace(a) for a in newest]
+
+    def alert(self, alert_id: str) -> AlertRecord | None:
+        with self._lock:
+            rec = self._alerts.get(alert_id)
+            return None if rec is None else replace(rec)
+
+    def pending(self) -> list[AlertRecord]:
+        """Alerts not yet acked, oldest first."""
+        with self._lock:
+            return [replace(a) for a in self._alerts.values() if not a.acked]
+
+    def garbage(self) -> tuple[dict[str, int], list[Garbage]]:
+        """Malformed-message counts by reason, and the last few, newest last."""
+        with self._lock:
+            return dict(self._garbage), list(self._recent_garbage)
+
+    def summary(self) -> dict[str, Any]:
+        """Totals for the demo and --summary-json: alerts_unique, copies, duplicates, acked,
+        pending, latency_{p50,p99,max}_ms (raised → received), ack_latency_{p50,p99,max}_ms
+        (received → broker took our ack), seq_missing, malformed (+ _by_reason), ignored,
+        nodes, nodes_online, alerts_forgotten. Latencies are None when there is no data."""
+        with self._lock:
+            recs = list(self._alerts.values())
+            nodes = list(self._nodes.values())
+            garbage = dict(self._garbage)
+            forgotten, ignored = self._forgotten, self._ignored
+        lat = [a.latency_ms for a in recs]
+        ack_lat = [a.ack_latency_ms for a in recs if a.ack_latency_ms is not None]
+        copies = sum(a.copies for a in recs)
+        acked = sum(1 for a in recs if a.acked)
+        out: dict[str, Any] = {
+            "alerts_unique": len(recs),
+            "copies": copies,
+            "duplicates": copies - len(recs),
+            "acked": acked,
+            "pending": len(recs) - acked,
+        }
+        for name, values in (("latency", lat), ("ack_latency", ack_lat)):
+            for label, q in (("p50", 50.0), ("p99", 99.0), ("max", 100.0)):
+                out[f"{name}_{label}_ms"] = round(percentile(values, q), 1) if values else None
+        out.update(
+            seq_missing=sum(n.seq_missing for n in nodes),
+            malformed=sum(garbage.values()),
+            malformed_by_reason=dict(sorted(garbage.items())),
+            ignored=ignored,
+            nodes=len(nodes),
+            nodes_online=sum(1 for n in nodes if n.state == "online"),
+            alerts_forgotten=forgotten,
+        )
+        return out

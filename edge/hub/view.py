@@ -1,0 +1,146 @@
+"""How the hub console looks: the live rich view (nodes, alerts, malformed messages) and the
+one-line form of an event for --plain logs. Reads a HubState and draws; no I/O.
+
+Every string that came over the network goes through printable() and into a rich Text, so
+a node (or anyone on the broker) cannot inject console markup or terminal escapes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from edge.hub.state import AlertRecord, HubEvent, HubState, NodeView
+
+ALERT_ROWS = 15  # the alerts table shows this many, newest first; `a N` counts in it
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """Text made safe for a terminal: control characters shown as '?', cut to limit."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[: limit + 1])
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def _hms(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%H:%M:%S")
+
+
+def _age(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return "never"
+    s = max(0, int((now - then).total_seconds()))
+    if s < 60:
+        return f"{s}s ago"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s ago"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m ago"
+
+
+def _int(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _state_cell(node: NodeView) -> Text:
+    style = {"online": "bold green", "offline": "bold red"}.get(node.state, "dim")
+    cell = Text(node.state, style=style)
+    if node.reason:
+        cell.append(f"\n{printable(node.reason, 40)}", style="red")
+    return cell
+
+
+def nodes_table(nodes: list[NodeView], now: datetime) -> Table:
+    t = Table(title="Nodes", title_justify="left", expand=True, box=box.SIMPLE_HEAD,
+              pad_edge=False, collapse_padding=True)
+    t.add_column("Node", no_wrap=True, min_width=6)
+    t.add_column("State", min_width=7, max_width=14)
+    t.add_column("Site", ratio=1, min_width=10, no_wrap=True, overflow="ellipsis")
+    t.add_column("Version", overflow="ellipsis")
+    t.add_column("Heartbeat", no_wrap=True)  # when the hub last received one
+    t.add_column("Outbox", justify="right", no_wrap=True)  # pending/unacked on the pole
+    t.add_column("Conn", justify="right", no_wrap=True)  # link connects since the pole started
+    t.add_column("Gaps", justify="right", no_wrap=True)  # seqs never received: possible loss
+    for n in nodes:
+        t.add_row(
+            Text(n.node_id, style="bold"),
+            _state_cell(n),
+            Text(printable(n.site, 40)),
+            Text(printable(n.version, 20)),
+            Text(_age(n.heartbeat_at, now)),
+            Text(f"{_int(n.outbox_pending)}/{_int(n.outbox_unacked)}",
+                 style="yellow" if n.outbox_pending or n.outbox_unacked else ""),
+            Text(_int(n.link_connects)),
+            Text(str(n.seq_missing), style="bold red" if n.seq_missing else ""),
+        )
+    if not nodes:
+        t.caption = "no node heard yet"
+    return t
+
+
+def _ack_cell(a: AlertRecord) -> Text:
+    if a.acked_at is None:
+        return Text("pending", style="bold yellow")
+    return Text(f"ACKED {_hms(a.acked_at)}", style="green")
+
+
+def alerts_table(alerts: list[AlertRecord]) -> Table:
+    t = Table(title="Alerts (newest first; 'a N' acks row N)", title_justify="left",
+              expand=True, box=box.SIMPLE_HEAD, pad_edge=False,
+              collapse_padding=True)
+    t.add_column("#", justify="right", no_wrap=True, min_width=2)
+    t.add_column("Raised", no_wrap=True, min_width=9)
+    t.add_column("Node", no_wrap=True, min_width=6, overflow="ellipsis")
+    t.add_column("Seq", justify="right", no_wrap=True)
+    t.add_column("Kind", no_wrap=True, min_width=4)
+    t.add_column("Source", ratio=1, min_width=8, no_wrap=True, overflow="ellipsis")
+    t.add_column("Copies", justify="right", no_wrap=True)
+    t.add_column("Lat ms", justify="right", no_wrap=True)  # raised on the pole → at the hub
+    t.add_column("State", no_wrap=True, min_width=14)
+    for row, a in enumerate(alerts, start=1):
+        # '?' marks a time from a node whose clock was not synchronised: latency is a guess
+        raised = _hms(a.raised_at) + ("" if a.clock_synced else "?")
+        t.add_row(
+            str(row), raised, Text(a.node), str(a.seq), Text(a.kind),
+            Text(printable(a.source, 30)),
+            Text(str(a.copies), style="yellow" if a.copies > 1 else ""),
+            f"{a.latency_ms:.0f}", _ack_cell(a),
+        )
+    if not alerts:
+        t.caption = "no alert yet"
+    return t
+
+
+def garbage_line(state: HubState) -> Text:
+    counts, recent = state.garbage()
+    if not counts:
+        return Text("malformed messages: none", style="dim")
+    by_reason = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+    line = Text(f"malformed messages: {sum(counts.values())} ({by_reason})", style="red")
+    last = recent[-1]
+    line.append(f" | last at {_hms(last.at)}: {last.reason} on "
+                f"{printable(last.topic, 60)}: {printable(last.error, 160)}")
+    return line
+
+
+def render(
+    state: HubState, alerts: list[AlertRecord], *, now: datetime, header: str, notice: str
+) -> RenderableType:
+    """The whole screen: header, nodes, alerts, malformed messages, operator hints."""
+    parts: list[RenderableType] = [
+        Text(f"{header}   {_hms(now)} UTC", style="bold"),
+        nodes_table(state.nodes(), now),
+        alerts_table(alerts),
+        garbage_line(state),
+    ]
+    if notice:
+        parts.append(Text(printable(notice, 200), style="cyan"))
+    return Group(*parts)
+
+
+def event_line(ev: HubEvent) -> str:
+    """One event as a log line: UTC time to the millisecond, kind, what happened."""
+    stamp = ev.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return f"{stamp} {ev.kind.upper():<12} {printable(ev.text, 400)}"
