@@ -152,8 +152,8 @@ class AlarmPath:
         with self._lock:
             unsaved_calls = [a for a in self._unsaved.values() if a.kind == AlertKind.CALL]
         if unsaved_calls:
-            t = min(a.time.timestamp() for a in unsaved_calls)
-            oldest_unacked = t if oldest_unacked is None else min(t, oldest_unacked)
+            first = min(a.time.timestamp() for a in unsaved_calls)
+            oldest_unacked = first if oldest_unacked is None else min(first, oldest_unacked)
         now = time.time()
         t = self.cfg.timings
         if oldest_unacked is not None:

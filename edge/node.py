@@ -53,7 +53,7 @@ class Node:
         self.uplink = Uplink(
             cfg.hub, cfg.node.id, status_topic=self.topics.status,
             online=lambda: self._status("online"),
-            will=lambda: self._status("offline", "connection lost"),
+            offline=lambda reason: self._status("offline", reason),
             subscriptions={self.topics.ack: self._on_ack},
         )
         self.alarm = AlarmPath(cfg, self.outbox, self.uplink, self.led, self.counters)
@@ -86,7 +86,8 @@ class Node:
 
     def _on_stuck(self) -> None:
         self._stuck = True
-        log.error("call button held for %.0f s: jammed or taped down", self.cfg.timings.stuck_after_s)
+        log.error("call button held for %.0f s: jammed or taped down",
+                  self.cfg.timings.stuck_after_s)
         self.alarm.raise_alert(AlertKind.BUTTON_STUCK, "call_button")
 
     def _on_release(self, held_s: float) -> None:
@@ -157,7 +158,8 @@ class Node:
         next_tick = next_health = next_beat = clock.monotonic()
         while not self._stop.is_set():
             try:
-                self.alarm.handle(self.alarm.events.get(timeout=max(0.0, next_tick - clock.monotonic())))
+                wait = max(0.0, next_tick - clock.monotonic())
+                self.alarm.handle(self.alarm.events.get(timeout=wait))
                 continue
             except queue.Empty:
                 pass

@@ -47,7 +47,7 @@ class Backoff:
         self.attempt = 0
 
     def next(self) -> float:
-        cap = min(self.max_s, self.min_s * 2**self.attempt)
+        cap = min(self.max_s, self.min_s * 2.0**self.attempt)
         self.attempt = min(self.attempt + 1, 32)
         return cap / 2 + self._rng() * cap / 2
 
@@ -72,14 +72,14 @@ class Uplink:
         *,
         status_topic: str,
         online: Callable[[], bytes],
-        will: Callable[[], bytes],
+        offline: Callable[[str], bytes],
         subscriptions: dict[str, MessageHandler],
         on_link: Callable[[bool], None] | None = None,
     ) -> None:
         self.hub = hub
         self.state = LinkState()
         self._status_topic = status_topic
-        self._online, self._will = online, will
+        self._online, self._offline = online, offline
         self._subscriptions = subscriptions
         self._on_link = on_link
         self._backoff = Backoff(hub.reconnect_min_s, hub.reconnect_max_s)
@@ -126,12 +126,12 @@ class Uplink:
         if self.state.connected:
             said = threading.Event()
             self.publish(
-                self._status_topic, self._will(), qos=1, retain=True,
+                self._status_topic, self._offline("shutdown"), qos=1, retain=True,
                 on_done=lambda _ok, _why: said.set(),
             )
             said.wait(timeout_s)  # if not said, the broker's last will says the same
-            self._client.disconnect()
         self._stop.set()
+        self._client.disconnect()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s + 1)
 
@@ -158,9 +158,11 @@ class Uplink:
         first = True
         while not self._stop.is_set():
             try:
-                self._client.will_set(self._status_topic, self._will(), qos=1, retain=True)
+                self._client.will_set(
+                    self._status_topic, self._offline("connection lost"), qos=1, retain=True
+                )
                 if first:
-                    props = Properties(PacketTypes.CONNECT)
+                    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                     props.SessionExpiryInterval = SESSION_EXPIRY_S
                     self._client.connect(
                         self.hub.host, self.hub.port, keepalive=self.hub.keepalive_s,
@@ -231,6 +233,6 @@ class Uplink:
             log.warning("message on unexpected topic %r ignored", msg.topic)
             return
         try:
-            handler(msg.topic, msg.payload)
+            handler(msg.topic, bytes(msg.payload))
         except Exception:  # a bad message must never take the link down
             log.exception("handling message on %s failed", msg.topic)

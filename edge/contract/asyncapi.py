@@ -5,7 +5,7 @@ docs/mqtt-api.asyncapi.yaml is this function's output; a test fails when it is s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel
@@ -16,7 +16,8 @@ from edge.contract import payloads, topics
 
 # channel leaf → (payload model, node's action, QoS, retained, summary)
 CHANNELS: dict[str, tuple[type[BaseModel], str, int, bool, str]] = {
-    "status": (payloads.Status, "send", 1, True, "Online/offline; the broker sends the offline last will"),
+    "status": (payloads.Status, "send", 1, True,
+               "Online/offline; the broker sends the offline last will"),
     "alert": (payloads.Alert, "send", 1, False, "An alert from the durable outbox; dedupe by id"),
     "telemetry": (payloads.Heartbeat, "send", 0, False, "Periodic heartbeat telemetry"),
     "ack": (payloads.Ack, "receive", 1, False, "The hub acknowledges an alert"),
@@ -24,7 +25,8 @@ CHANNELS: dict[str, tuple[type[BaseModel], str, int, bool, str]] = {
 
 
 def document() -> dict[str, Any]:
-    models = [(model, "validation") for model, *_ in CHANNELS.values()]
+    mode: Literal["validation"] = "validation"
+    models = [(model, mode) for model, *_ in CHANNELS.values()]
     _, top = models_json_schema(models, ref_template="#/components/schemas/{model}")
     schemas = top["$defs"]
     channels: dict[str, Any] = {}

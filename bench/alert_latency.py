@@ -1,0 +1,158 @@
+"""Call-button latency: GPIO edge → alert at a hub subscriber, idle and under CPU load.
+
+A real node process (simulated pins, real outbox on disk, real Mosquitto on loopback)
+takes N presses through its pin simulator socket. For each press the clock starts when
+the bench asks the simulator to drive the pin and stops when the hub subscriber holds the
+alert; CLOCK_MONOTONIC is shared by all processes on the machine. The "loaded" run adds
+two processes that burn a core each, standing in for video and detection workers.
+
+    python bench/alert_latency.py [--presses 1000] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from drivers.gpio import PinSimulatorClient
+from edge.contract.payloads import Ack, Alert
+from edge.contract.topics import NodeTopics
+from edge.localbroker import LocalBroker
+
+NODE = "bench-0001"
+BUTTON, LED = 17, 27
+DEBOUNCE_MS = 10
+BURN = "while True: pass"
+
+
+class Hub:
+    """Receives alerts, notes their arrival time, and acknowledges them like the hub."""
+
+    def __init__(self, broker: LocalBroker) -> None:
+        self.arrived: dict[int, float] = {}
+        self.copies = 0
+        self.cond = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe(NodeTopics(NODE).alert, qos=1)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _on_message(self, client: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        t = time.monotonic()
+        alert = Alert.model_validate_json(msg.payload)
+        with self.cond:
+            self.copies += 1
+            self.arrived.setdefault(alert.seq, t)
+            self.cond.notify_all()
+        ack = Ack(alert_id=alert.id, by="bench", time=alert.time)
+        client.publish(NodeTopics(NODE).ack, ack.to_bytes(), qos=1)
+
+    def wait(self, seq: int, timeout: float = 10.0) -> float | None:
+        with self.cond:
+            self.cond.wait_for(lambda: seq in self.arrived, timeout)
+            return self.arrived.get(seq)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def run_scenario(presses: int, burners: int, workdir: Path) -> dict[str, Any]:
+    broker = LocalBroker(workdir / "broker")
+    broker.start()
+    sock = workdir / "pins.sock"
+    cfg = {
+        "node": {"id": NODE, "site": "Bench", "location": {"lat": 50.0, "lon": 30.0}},
+        "hub": {"host": broker.host, "port": broker.port, "keepalive_s": 10},
+        "gpio": {"pin_factory": "mock", "simulator_socket": str(sock),
+                 "call_button": {"pin": BUTTON}, "call_led": {"pin": LED}},
+        "timings": {"debounce_ms": DEBOUNCE_MS, "heartbeat_s": 5},
+        "data_dir": str(workdir / "data"),
+    }
+    (workdir / "node.yaml").write_text(yaml.safe_dump(cfg))
+    hub = Hub(broker)
+    log = (workdir / "node.log").open("wb")
+    node = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "--log-level", "WARNING", "run",
+         "--config", str(workdir / "node.yaml")], stdout=log, stderr=log,
+    )
+    burn = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(burners)]
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            if time.monotonic() > deadline or node.poll() is not None:
+                raise RuntimeError(f"node did not start; see {workdir / 'node.log'}")
+            time.sleep(0.05)
+        pins = PinSimulatorClient(str(sock))
+        time.sleep(1.0)  # connected, burners at full speed
+        latencies: list[float] = []
+        lost = 0
+        for seq in range(1, presses + 1):
+            t0 = time.monotonic()
+            pins.drive(BUTTON, 0)
+            arrived = hub.wait(seq)
+            pins.drive(BUTTON, 1)
+            if arrived is None:
+                lost += 1
+            else:
+                latencies.append((arrived - t0) * 1000)
+            time.sleep(DEBOUNCE_MS / 1000 * 2)  # let the release settle before the next press
+        pins.close()
+    finally:
+        for p in burn:
+            p.kill()
+            p.wait()
+        node.terminate()
+        node.wait(timeout=15)
+        hub.close()
+        broker.close()
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"presses": presses, "delivered": len(latencies), "lost": lost,
+            "duplicates": hub.copies - len(hub.arrived),
+            "p50": statistics.median(latencies), "p99": q[98], "max": max(latencies)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presses", type=int, default=1000)
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = ap.parse_args()
+    rows = []
+    for name, burners in (("idle", 0), ("2 CPU burners", 2)):
+        with tempfile.TemporaryDirectory(prefix="edge-bench-") as d:
+            print(f"running {args.presses} presses, {name} ...", file=sys.stderr)
+            rows.append((name, run_scenario(args.presses, burners, Path(d))))
+    base = rows[0][1]
+    head = ["scenario", "presses", "delivered", "dups", "p50 ms", "p99 ms", "max ms",
+            "p50 ×idle", "p99 ×idle"]
+    table = [[name, str(r["presses"]), str(r["delivered"]), str(r["duplicates"]),
+              f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['max']:.2f}",
+              f"{r['p50'] / base['p50']:.2f}", f"{r['p99'] / base['p99']:.2f}"]
+             for name, r in rows]
+    if args.markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for row in table:
+            print("| " + " | ".join(row) + " |")
+    else:
+        widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(head)]
+        print("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
+        for row in table:
+            print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    return 0 if all(r["lost"] == 0 for _, r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Shared fixtures: a real Mosquitto per test, a contract tap that validates every message
+the node publishes against docs/mqtt-api.asyncapi.yaml, and node processes with simulated
+pins that tests press through the pin simulator socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from edge.contract import topics
+from edge.localbroker import LocalBroker
+
+ROOT = Path(__file__).resolve().parents[1]
+ASYNCAPI = yaml.safe_load((ROOT / "docs" / "mqtt-api.asyncapi.yaml").read_text())
+NODE_ID = "test-0001"
+BUTTON, LED, TAMPER = 17, 27, 22
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll until cond() is truthy; fail with `what` after timeout (never a timing assert)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class ContractTap:
+    """Subscribes to everything and checks each node-published message against the
+    AsyncAPI document: a message on a node channel that the document does not describe
+    fails the test that caused it."""
+
+    def __init__(self, broker: LocalBroker) -> None:
+        self.checked: dict[str, int] = {}
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._schemas: list[tuple[re.Pattern[str], str, dict[str, Any]]] = []
+        for leaf, channel in ASYNCAPI["channels"].items():
+            if leaf not in topics.NODE_TO_HUB:
+                continue
+            address = re.escape(channel["address"]).replace(r"\{node\}", "[^/]+")
+            message_ref = next(iter(channel["messages"].values()))["$ref"].split("/")[-1]
+            schema = dict(ASYNCAPI["components"]["messages"][message_ref]["payload"])
+            schema["components"] = ASYNCAPI["components"]
+            self._schemas.append((re.compile(f"^{address}$"), leaf, schema))
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe("poles/#", qos=1)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        for pattern, leaf, schema in self._schemas:
+            if not pattern.match(msg.topic):
+                continue
+            try:
+                jsonschema.validate(json.loads(msg.payload), schema)
+            except (ValueError, jsonschema.ValidationError) as e:
+                with self._lock:
+                    self.errors.append(f"{msg.topic}: {str(e).splitlines()[0]}")
+            with self._lock:
+                self.checked[leaf] = self.checked.get(leaf, 0) + 1
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    b = LocalBroker(tmp_path / "broker")
+    b.start()
+    tap = ContractTap(b)
+    b.tap = tap  # type: ignore[attr-defined]
+    yield b
+    tap.close()
+    b.close()
+    assert not tap.errors, "node published messages the AsyncAPI document does not allow:\n" + (
+        "\n".join(tap.errors[:10])
+    )
+
+
+def node_config(tmp_path: Path, broker: LocalBroker, **timings: float) -> Path:
+    cfg = {
+        "node": {"id": NODE_ID, "site": "Test pole, Kozyatyn",
+                 "location": {"lat": 49.71, "lon": 28.83, "description": "Station square"}},
+        "hub": {"host": broker.host, "port": broker.port, "keepalive_s": 3,
+                "reconnect_min_s": 0.1, "reconnect_max_s": 1.0},
+        "gpio": {"pin_factory": "mock", "simulator_socket": str(tmp_path / "pins.sock"),
+                 "call_button": {"pin": BUTTON}, "call_led": {"pin": LED},
+                 "inputs": [{"name": "tamper", "pin": TAMPER}]},
+        "timings": {"debounce_ms": 20, "ack_timeout_s": 5, "ack_display_s": 3,
+                    "heartbeat_s": 1, **timings},
+        "data_dir": str(tmp_path / "data"),
+    }
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+class NodeProcess:
+    """A real `edge-node run` process; its pins are driven through the simulator socket."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.cfg = yaml.safe_load(config.read_text())
+        self.socket = Path(self.cfg["gpio"]["simulator_socket"])
+        self.log_path = config.parent / "node.log"
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pins: Any = None
+
+    def start(self) -> NodeProcess:
+        from drivers.gpio import PinSimulatorClient
+
+        self.socket.unlink(missing_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "--log-level", "DEBUG", "run",
+             "--config", str(self.config)],
+            stdout=log, stderr=log, env={**os.environ, **(self.env or {})},
+        )
+        wait_for(lambda: self.socket.exists() or self.proc.poll() is not None,  # type: ignore[union-attr]
+                 what="the node's pin simulator socket")
+        assert self.proc.poll() is None, f"node exited at start:\n{self.log()}"
+        self.pins = PinSimulatorClient(str(self.socket))
+        return self
+
+    def press(self, hold_s: float = 0.05, bounce: bool = True) -> None:
+        self.pins.press(BUTTON, hold_s=hold_s, bounce=bounce)
+
+    def led(self) -> int:
+        return int(self.pins.read(LED))
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._close_client()
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close_client()
+        return self.proc.returncode
+
+    def _close_client(self) -> None:
+        if self.pins is not None:
+            self.pins.close()
+            self.pins = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def start_node(tmp_path: Path, broker: LocalBroker) -> Iterator[Callable[..., NodeProcess]]:
+    nodes: list[NodeProcess] = []
+
+    def start(config: Path | None = None, env: dict[str, str] | None = None,
+              **timings: float) -> NodeProcess:
+        node = NodeProcess(config or node_config(tmp_path, broker, **timings), env).start()
+        nodes.append(node)
+        return node
+
+    yield start
+    for node in nodes:
+        node.stop()
