@@ -8,6 +8,7 @@ sessions and queued QoS 1 messages, as the hub's broker would.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -72,6 +73,7 @@ class LocalBroker:
     def stop(self) -> None:
         if self._proc is None:
             return
+        self._proc.send_signal(signal.SIGCONT)  # a frozen broker cannot act on SIGTERM
         self._proc.terminate()
         try:
             self._proc.wait(timeout=10)
@@ -81,6 +83,15 @@ class LocalBroker:
         if self._proc.stderr:
             self._proc.stderr.close()
         self._proc = None
+
+    def freeze(self) -> None:
+        """Stop the broker answering without closing its sockets (SIGSTOP): a hung hub."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         self.stop()

@@ -83,6 +83,31 @@ class ContractTap:
         self.client.disconnect()
 
 
+class Listener:
+    """A plain MQTT subscriber that keeps every message on `pattern`, in arrival order."""
+
+    def __init__(self, broker: LocalBroker, pattern: str) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe(pattern, qos=1)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload)))
+
+    def payloads(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(p) for _, p in self.messages]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[LocalBroker]:
     b = LocalBroker(tmp_path / "broker")

@@ -1,0 +1,251 @@
+"""A citizen's call, end to end: real node process, real Mosquitto, the real hub console.
+
+Only the pins are simulated (gpiozero MockFactory, worked through the pin simulator).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from edge.contract.payloads import Ack
+from edge.contract.topics import NodeTopics
+from edge.hub.client import HubConsole
+from edge.hub.state import AlertRecord
+from edge.ids import uuid7
+from edge.localbroker import LocalBroker
+from tests.conftest import NODE_ID, TAMPER, Listener, NodeProcess, wait_for
+
+TOPICS = NodeTopics(NODE_ID)
+
+
+@pytest.fixture
+def start_hub(broker: LocalBroker) -> Iterator[Callable[..., HubConsole]]:
+    hubs: list[HubConsole] = []
+
+    def start(auto_ack: bool = True) -> HubConsole:
+        hub = HubConsole(broker.host, broker.port, auto_ack=auto_ack, operator="test-dispatch",
+                         client_id=f"test-hub-{len(hubs)}")
+        hub.start()
+        assert hub.wait_ready(10)
+        hubs.append(hub)
+        return hub
+
+    yield start
+    for hub in hubs:
+        hub.stop()
+
+
+@pytest.fixture
+def telemetry(broker: LocalBroker) -> Iterator[Listener]:
+    listener = Listener(broker, TOPICS.telemetry)
+    yield listener
+    listener.close()
+
+
+def online(hub: HubConsole) -> bool:
+    return any(n.node_id == NODE_ID and n.state == "online" for n in hub.state.nodes())
+
+
+def alerts(hub: HubConsole) -> list[AlertRecord]:
+    return sorted(hub.state.alerts(), key=lambda a: a.seq)
+
+
+def led_samples(node: NodeProcess, seconds: float, every: float = 0.05) -> list[int]:
+    out = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        out.append(node.led())
+        time.sleep(every)
+    return out
+
+
+def outbox_rows(data_dir: Path) -> list[tuple[int, str, float | None, float | None]]:
+    db = sqlite3.connect(f"file:{data_dir / 'outbox.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute(
+            "SELECT seq, id, delivered_at, acked_at FROM alerts ORDER BY seq").fetchall()
+    finally:
+        db.close()
+
+
+def counters(telemetry: Listener) -> dict[str, int]:
+    beats = telemetry.payloads()
+    return beats[-1]["counters"] if beats else {}
+
+
+def test_a_press_reaches_the_hub_and_the_led_goes_steady_after_the_ack(
+    broker: LocalBroker, start_hub: Callable[..., HubConsole],
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    hub = start_hub(auto_ack=False)
+    node = start_node()
+    wait_for(lambda: online(hub), what="the node's online status")
+    assert node.led() == 0
+
+    node.press()
+    [alert] = wait_for(lambda: alerts(hub), what="the alert at the hub")
+    assert (alert.node, alert.seq, alert.kind, alert.source) == (NODE_ID, 1, "call", "call_button")
+    assert alert.site == "Test pole, Kozyatyn"
+    blinking = led_samples(node, 1.2)
+    assert 0 in blinking and 1 in blinking, f"LED should blink while pending: {blinking}"
+
+    assert hub.ack(alert.alert_id)
+    wait_for(lambda: all(led_samples(node, 0.6)), what="a steady LED after the ack")
+    wait_for(lambda: not any(led_samples(node, 0.6)), timeout=10,
+             what="the LED going off after ack_display_s")
+    wait_for(lambda: outbox_rows(Path(node.cfg["data_dir"]))[0][3] is not None,
+             what="the ack recorded in the node's outbox")
+    assert hub.state.summary()["duplicates"] == 0
+
+
+def test_presses_during_a_broker_outage_all_arrive_in_order_after_it_returns(
+    broker: LocalBroker, start_hub: Callable[..., HubConsole],
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    hub = start_hub()
+    node = start_node()
+    wait_for(lambda: online(hub), what="the node's online status")
+    broker.stop()
+    for _ in range(5):
+        node.press()
+        time.sleep(0.1)
+    rows = wait_for(lambda: len(outbox_rows(Path(node.cfg["data_dir"]))) == 5
+                    and outbox_rows(Path(node.cfg["data_dir"])), what="5 alerts in the outbox")
+    assert all(delivered is None for _, _, delivered, _ in rows), "delivered with no broker?"
+    samples = led_samples(node, 2.5)
+    assert 0 in samples and 1 in samples, "the LED must show the no-link pattern, not go dark"
+
+    broker.start()
+    wait_for(lambda: len(alerts(hub)) == 5 and all(a.acked for a in alerts(hub)), timeout=30,
+             what="all 5 alerts delivered and acknowledged after the outage")
+    assert [a.seq for a in alerts(hub)] == [1, 2, 3, 4, 5]
+    assert [a.alert_id for a in alerts(hub)] == [row[1] for row in rows]
+    arrival = sorted(hub.state.alerts(), key=lambda a: a.received_at)
+    assert [a.seq for a in arrival] == [1, 2, 3, 4, 5], "must arrive in the order raised"
+    assert hub.state.summary()["seq_missing"] == 0
+
+
+def test_kill_9_between_the_outbox_write_and_the_puback_delivers_once_after_restart(
+    broker: LocalBroker, start_hub: Callable[..., HubConsole],
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    hub = start_hub()
+    node = start_node()
+    wait_for(lambda: online(hub), what="the node's online status")
+    data = Path(node.cfg["data_dir"])
+
+    broker.freeze()  # the broker takes the bytes but answers nothing: no PUBACK can come
+    try:
+        node.press()
+        [(seq, alert_id, delivered, _)] = wait_for(lambda: outbox_rows(data),
+                                                    what="the alert on disk")
+        assert delivered is None
+        time.sleep(0.3)  # the publish is on the wire, unanswered
+        node.kill9()
+    finally:
+        broker.thaw()
+    # The frozen broker may still deliver the copy it had; the restarted node sends another.
+    restarted = start_node(config=node.config)
+    wait_for(lambda: any(a.alert_id == alert_id and a.acked for a in alerts(hub)), timeout=30,
+             what="the alert at the hub after the node's restart")
+    summary = hub.state.summary()
+    assert summary["alerts_unique"] == 1, "the hub must see the alert once after dedupe"
+    assert [a.seq for a in alerts(hub)] == [seq] == [1]
+    wait_for(lambda: outbox_rows(data)[0][2] is not None and outbox_rows(data)[0][3] is not None,
+             what="delivery and ack recorded after the restart")
+    restarted.press()
+    wait_for(lambda: len(alerts(hub)) == 2, what="the next press")
+    assert [a.seq for a in alerts(hub)] == [1, 2], "sequence numbers continue after kill -9"
+
+
+def test_garbage_on_the_nodes_topics_is_logged_counted_and_harmless(
+    broker: LocalBroker, start_hub: Callable[..., HubConsole],
+    start_node: Callable[..., NodeProcess], telemetry: Listener,
+) -> None:
+    hub = start_hub()
+    node = start_node()
+    wait_for(lambda: online(hub), what="the node's online status")
+    junk = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    junk.connect(broker.host, broker.port)
+    junk.loop_start()
+    malformed = [
+        b"", b"\xff\xfe\x00garbage", b"{", b"[]", b"{}", b'{"alert_id": "nope"}',
+        json.dumps({"alert_id": uuid7(), "time": "yesterday"}).encode(),
+        json.dumps({"alert_id": uuid7(), "time": "2026-11-21T12:00:00Z", "x": 1}).encode(),
+        b"{" * 100_000, b'{"a":' * 5000, b"0" * 1_000_000,
+    ]
+    for payload in malformed:
+        junk.publish(TOPICS.ack, payload, qos=1).wait_for_publish(5)
+    unknown = Ack(alert_id=uuid7(), by="someone", time="2026-11-21T12:00:00Z")  # type: ignore[arg-type]
+    junk.publish(TOPICS.ack, unknown.to_bytes(), qos=1).wait_for_publish(5)
+    for topic in (f"{TOPICS.ack}/extra", "poles/test-0001/cmd/reboot", "poles/test-0001"):
+        junk.publish(topic, b"\x00\x01", qos=0)
+    junk.loop_stop()
+    junk.disconnect()
+
+    wait_for(lambda: counters(telemetry).get("malformed_acks") == len(malformed), timeout=20,
+             what=f"{len(malformed)} malformed acks counted in telemetry")
+    wait_for(lambda: counters(telemetry).get("unknown_acks") == 1, what="the unknown ack counted")
+    assert "malformed ack on poles/test-0001/ack ignored" in node.log()
+
+    node.press()  # the node still does its job
+    wait_for(lambda: len(alerts(hub)) == 1 and alerts(hub)[0].acked, what="the call after junk")
+    assert node.proc is not None and node.proc.poll() is None
+
+
+def test_a_cabinet_tamper_contact_raises_an_input_alert(
+    broker: LocalBroker, start_hub: Callable[..., HubConsole],
+    start_node: Callable[..., NodeProcess], telemetry: Listener,
+) -> None:
+    hub = start_hub()
+    node = start_node()
+    wait_for(lambda: online(hub), what="the node's online status")
+    node.pins.drive(TAMPER, 0)  # the cabinet door switch opens (pulled-up input goes low)
+    [alert] = wait_for(lambda: alerts(hub), what="the tamper alert")
+    assert (alert.kind, alert.source) == ("input", "tamper")
+    wait_for(lambda: telemetry.payloads() and telemetry.payloads()[-1]["inputs"]["tamper"],
+             what="tamper active in telemetry")
+    node.pins.drive(TAMPER, 1)
+    wait_for(lambda: not telemetry.payloads()[-1]["inputs"]["tamper"], what="tamper cleared")
+    wait_for(lambda: alerts(hub)[0].acked, what="the ack")
+    # a tamper alert is not a citizen's call: the call LED stays dark
+    assert not any(led_samples(node, 0.5))
+
+
+def test_every_node_channel_was_checked_against_the_asyncapi_document(
+    broker: LocalBroker, start_hub: Callable[..., HubConsole],
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    hub = start_hub()
+    node = start_node()
+    node.press()
+    wait_for(lambda: alerts(hub) and alerts(hub)[0].acked, what="an acknowledged call")
+    tap = broker.tap  # type: ignore[attr-defined]
+    wait_for(lambda: {"status", "alert", "telemetry"} <= set(tap.checked),
+             what="status, alert and telemetry seen by the contract tap")
+    online_statuses = tap.checked["status"]
+    assert node.stop() == 0
+    wait_for(lambda: tap.checked["status"] > online_statuses, what="the offline status checked")
+    assert tap.errors == []
+
+
+def test_running_with_a_bad_config_says_which_field_and_exits_non_zero(tmp_path: Path) -> None:
+    bad = tmp_path / "pole.yaml"
+    bad.write_text("node: {id: x, site: s, location: {lat: 0, lon: 0}}\n"
+                   "hub: {host: h, port: 70000}\n"
+                   "gpio: {call_button: {pin: 17}, call_led: {pin: 27}}\n")
+    run = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(bad)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 2
+    assert "hub.port: must be 1..65535, got 70000" in run.stderr
+    assert "Traceback" not in run.stderr
