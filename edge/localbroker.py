@@ -45,6 +45,7 @@ class LocalBroker:
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             "max_queued_messages 100000\n"
+            "set_tcp_nodelay true\n"  # as the hub's broker should: alerts are small packets
         )
 
     @property

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -32,6 +32,7 @@ from edge.contract.payloads import Ack, NodeId
 from edge.hub import view
 from edge.hub.state import EventHook, HubEvent, HubState
 from edge.ids import uuid7
+from edge.uplink import make_client
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +50,6 @@ def _session_expiry(packet: int, seconds: int) -> Properties:
     props = Properties(packet)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
     props.SessionExpiryInterval = seconds
     return props
-
-
-def _client(client_id: str, tls: TlsSection | None) -> mqtt.Client:
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
-    )
-    if tls is not None:
-        c.tls_set(
-            ca_certs=str(tls.ca), certfile=str(tls.cert), keyfile=str(tls.key),
-            cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-    return c
 
 
 class HubConsole:
@@ -95,7 +84,7 @@ class HubConsole:
         self._lock = threading.Lock()
         self._acks_waiting: dict[int, str] = {}
         self._early: dict[int, ReasonCode] = {}
-        c = _client(self.client_id, tls)
+        c = make_client(self.client_id, tls)
         c.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
@@ -305,7 +294,7 @@ def send_ack(
         answers.append(reason)
         answered.set()
 
-    c = _client(client_id or f"hub-ack-{secrets.token_hex(4)}", tls)
+    c = make_client(client_id or f"hub-ack-{secrets.token_hex(4)}", tls)
     c.on_connect, c.on_publish = on_connect, on_publish
     where = f"{host}:{port}"
     try:
