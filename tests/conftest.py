@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge.contract import topics
 from edge.localbroker import LocalBroker
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ASYNCAPI = yaml.safe_load((ROOT / "docs" / "mqtt-api.asyncapi.yaml").read_text())
 NODE_ID = "test-0001"
 BUTTON, LED, TAMPER = 17, 27, 22
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll until cond() is truthy; fail with `what` after timeout (never a timing assert)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class ContractTap:

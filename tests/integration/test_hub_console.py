@@ -22,20 +22,12 @@ from edge.contract.topics import NodeTopics
 from edge.hub.console import HubConsole, main
 from edge.ids import uuid7
 from edge.localbroker import LocalBroker
+from tests.waiting import wait_for
 
 NODE = "pole-7"
 OPERATOR = "desk-3"
 
 
-def wait_until(cond: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Poll until cond() is truthy; fail naming `what` (never a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"gave up after {timeout} s waiting for {what}")
 
 
 class FakePole:
@@ -68,7 +60,7 @@ class FakePole:
         )
 
     def publish(self, topic: str, payload: bytes) -> None:
-        wait_until(self.ready.is_set, "the fake pole to be connected")
+        wait_for(self.ready.is_set, what="the fake pole to be connected")
         self.client.publish(topic, payload, qos=1).wait_for_publish(10)
 
     def send(self, alert: Alert) -> None:
@@ -124,8 +116,8 @@ def test_a_call_from_a_pole_is_acknowledged_by_the_auto_ack_console(
     pole.send(alert)
     ack = pole.next_ack()
     assert ack.alert_id == alert.id and ack.by == OPERATOR
-    rec = wait_until(lambda: (r := console.state.alert(alert.id)) and r.acked and r,
-                     "the console to record the broker taking its ack")
+    rec = wait_for(lambda: (r := console.state.alert(alert.id)) and r.acked and r,
+             what="the console to record the broker taking its ack")
     assert rec.node == NODE and rec.seq == 1 and rec.copies == 1
 
 
@@ -137,8 +129,8 @@ def test_a_call_sent_twice_is_one_alert_and_each_copy_is_acked(
     pole.send(alert)
     pole.send(alert)  # as a pole does when the hub's first ack was lost
     assert {pole.next_ack().alert_id, pole.next_ack().alert_id} == {alert.id}
-    summary = wait_until(lambda: (s := console.state.summary())["copies"] == 2 and s,
-                         "both copies to be counted")
+    summary = wait_for(lambda: (s := console.state.summary())["copies"] == 2 and s,
+             what="both copies to be counted")
     assert (summary["alerts_unique"], summary["duplicates"], summary["acked"]) == (1, 1, 1)
 
 
@@ -152,8 +144,8 @@ def test_garbage_is_counted_and_the_console_still_acks_the_next_call(
     alert = pole.new_alert()
     pole.send(alert)
     assert pole.next_ack().alert_id == alert.id
-    counts = wait_until(lambda: (g := console.state.garbage()[0]) and sum(g.values()) == 3 and g,
-                        "three malformed messages to be counted")
+    counts = wait_for(lambda: (g := console.state.garbage()[0]) and sum(g.values()) == 3 and g,
+             what="three malformed messages to be counted")
     assert counts == {"json": 1, "schema": 1, "topic": 1}
     assert console.state.summary()["alerts_unique"] == 1
 
@@ -165,13 +157,13 @@ def test_the_operator_acks_a_row_of_the_alerts_table(
     first, second = pole.new_alert(), pole.new_alert()
     pole.send(first)
     pole.send(second)
-    wait_until(lambda: len(console.state.pending()) == 2, "two pending alerts")
+    wait_for(lambda: len(console.state.pending()) == 2, what="two pending alerts")
     assert pole.acks.empty()
     console.render()  # the operator reads row numbers off the screen: newest is row 1
     console.command("a 2")
     assert pole.next_ack().alert_id == first.id
-    wait_until(lambda: [a.alert_id for a in console.state.pending()] == [second.id],
-               "only the second alert to remain pending")
+    wait_for(lambda: [a.alert_id for a in console.state.pending()] == [second.id],
+             what="only the second alert to remain pending")
     assert "no row 9" in console.command("a 9")
     console.command("a")
     assert pole.next_ack().alert_id == second.id
@@ -182,8 +174,8 @@ def test_the_console_keeps_acking_after_the_broker_restarts(
 ) -> None:
     console = start_console(auto_ack=True)
     hub_broker.stop()
-    wait_until(lambda: not console.connected and not pole.ready.is_set(),
-               "console and pole to notice the broker has gone")
+    wait_for(lambda: not console.connected and not pole.ready.is_set(),
+             what="console and pole to notice the broker has gone")
     hub_broker.start()
     assert console.wait_ready(10), "console did not reconnect after the broker restart"
     alert = pole.new_alert()

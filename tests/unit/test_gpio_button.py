@@ -13,25 +13,14 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockPin
 
-from drivers.gpio import CallButton, make_pin_factory
+from drivers.gpio import CallButton
+from tests.waiting import wait_for
 
 PIN = 17
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
-@pytest.fixture
-def factory() -> Iterator[Any]:
-    factory = make_pin_factory("mock")
-    yield factory
-    factory.reset()
 
 
 @pytest.fixture

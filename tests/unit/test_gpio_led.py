@@ -5,31 +5,20 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from drivers.gpio import StatusLed, make_pin_factory
+from drivers.gpio import StatusLed
+from tests.waiting import wait_for
 
 PIN = 27
 DOUBLE_BLINK = [(True, 0.05), (False, 0.05), (True, 0.05), (False, 0.3)]
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
-@pytest.fixture
-def factory() -> Iterator[Any]:
-    factory = make_pin_factory("mock")
-    yield factory
-    factory.reset()
 
 
 @pytest.fixture
@@ -86,7 +75,7 @@ def test_blink_alternates_lit_and_dark_for_at_least_the_asked_times(
 
 def test_a_pattern_repeats_its_steps_in_order(factory: Any, led: StatusLed) -> None:
     led.pattern(DOUBLE_BLINK)
-    assert wait_for(lambda: len(levels(factory)) >= 10, timeout_s=4.0)
+    assert wait_for(lambda: len(levels(factory)) >= 10, timeout=4.0)
     led.off()
     steps = history(factory)[:8]
     assert [lit for lit, _ in steps] == [True, False] * 4

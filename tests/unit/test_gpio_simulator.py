@@ -10,7 +10,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,17 +25,11 @@ from drivers.gpio import (
     make_pin_factory,
 )
 from drivers.gpio.simulator import PinSimulatorError
+from tests.waiting import wait_for
 
 BUTTON_PIN, LED_PIN = 17, 27
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 @dataclass
