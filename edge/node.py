@@ -44,6 +44,8 @@ class Node:
         self._stop = threading.Event()
         self.healthy = False
         self.unhealthy_reason = ""
+        self._health_period = 5.0  # half the watchdog period when systemd sets one
+        self._next_tick = self._next_health = self._next_beat = 0.0
 
         self.outbox = Outbox(cfg.data_dir / "outbox.sqlite")
         g, t = cfg.gpio, cfg.timings
@@ -154,31 +156,39 @@ class Node:
         self.alarm.show_state()
         self.notifier.ready(f"node {self.cfg.node.id} up")
         log.info("node %s ready (boot %s, version %s)", self.cfg.node.id, self.boot, __version__)
-        period = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else 5.0
-        next_tick = next_health = next_beat = clock.monotonic()
+        self._health_period = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else 5.0
+        self._next_tick = self._next_health = self._next_beat = clock.monotonic()
         while not self._stop.is_set():
             try:
-                wait = max(0.0, next_tick - clock.monotonic())
-                self.alarm.handle(self.alarm.events.get(timeout=wait))
-                continue
-            except queue.Empty:
-                pass
-            now = clock.monotonic()
-            next_tick = now + TICK_S
-            self.alarm.tick()
-            if now >= next_health:
-                next_health = now + period
-                if self.check_health():
-                    self.notifier.ping()
-            if now >= next_beat:
-                next_beat = now + self.cfg.timings.heartbeat_s
-                self.uplink.publish(self.topics.telemetry, self.heartbeat().to_bytes(), qos=0)
-                try:
-                    self.outbox.prune(time.time())
-                except OutboxError as e:
-                    log.error("%s", e)
+                self._step()
+            except Exception:
+                # One failed step (a disk error, a bug) must not end the main loop; if it
+                # keeps failing, the health check withholds the watchdog and systemd restarts us.
+                self.counters.inc("main_loop_errors")
+                log.exception("main loop step failed")
+                self._stop.wait(TICK_S)
         self.shutdown()
         return 0
+
+    def _step(self) -> None:
+        """Handle one event from the uplink, or, when the tick is due, the periodic work."""
+        try:
+            wait = max(0.0, self._next_tick - clock.monotonic())
+            self.alarm.handle(self.alarm.events.get(timeout=wait))
+            return
+        except queue.Empty:
+            pass
+        now = clock.monotonic()
+        self._next_tick = now + TICK_S
+        self.alarm.tick()
+        if now >= self._next_health:
+            self._next_health = now + self._health_period
+            if self.check_health():
+                self.notifier.ping()
+        if now >= self._next_beat:
+            self._next_beat = now + self.cfg.timings.heartbeat_s
+            self.uplink.publish(self.topics.telemetry, self.heartbeat().to_bytes(), qos=0)
+            self.outbox.prune(time.time())
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("%s received, stopping", signal.Signals(signum).name)
