@@ -185,7 +185,7 @@ class PinSimulator:
                 or not 0 <= gap_s <= _MAX_GAP_S):
             return _error(f"gap_s must be 0..{_MAX_GAP_S} seconds, got {gap_s!r}")
         for i, level in enumerate(levels):
-            if i:
+            if i and gap_s:
                 time.sleep(gap_s)
             reply = self._drive(pin, number, level)
             if not reply["ok"]:
@@ -278,8 +278,8 @@ class PinSimulatorClient:
     ) -> None:
         """Press the button on `pin`, hold it for `hold_s`, release it.
 
-        With `bounce`, the contact chatters like a real one: a burst of edges about 0.3 ms
-        apart before it settles, on press and again on release. `active_low` matches a button
+        With `bounce`, the contact chatters like a real one: a burst of edges back to back
+        before it settles, on press and again on release. `active_low` matches a button
         that closes to ground (the usual wiring, with a pull-up).
         """
         pressed, released = (0, 1) if active_low else (1, 0)
@@ -300,7 +300,9 @@ class PinSimulatorClient:
     def _settle(self, pin: int, level: int, other: int, bounce: bool) -> None:
         if bounce:
             levels = [level, other, level, other, level]
-            self._request({"op": "chatter", "pin": pin, "levels": levels, "gap_s": 0.0003})
+            # Back to back: real bounce edges are microseconds apart, and a sleep here is where
+            # a starved process would stretch a bounce past the debounce time.
+            self._request({"op": "chatter", "pin": pin, "levels": levels, "gap_s": 0})
         else:
             self.drive(pin, level)
 

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 3600  # the broker keeps our subscriptions and queues alerts this long
 KEEPALIVE_S = 10
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 8
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 2  # one console: no herd to spread, see alerts soon
 # Topics no node may use, watched only to count them as garbage. Disjoint from
 # hub_subscriptions() (those have exactly three levels), so no message arrives twice.
 STRAY_SUBSCRIPTIONS = [f"{topics.ROOT}/+", f"{topics.ROOT}/+/+/+/#"]
