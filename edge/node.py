@@ -7,6 +7,7 @@ GPIO edge to the broker never waits behind video.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import queue
 import signal
@@ -30,7 +31,8 @@ from edge.uplink import Uplink
 log = logging.getLogger(__name__)
 
 TICK_S = 0.1
-LOOP_STALL_S = 5.0  # the uplink's network loop silent this long counts as unhealthy
+LOOP_STALL_S = 5.0
+SHUTDOWN_LIMIT_S = 10.0  # the uplink's network loop silent this long counts as unhealthy
 
 
 class Node:
@@ -198,6 +200,9 @@ class Node:
         self._stop.set()
 
     def shutdown(self) -> None:
+        # A stop that hangs leaves every thread's stack in the journal and exits, before
+        # systemd's TimeoutStopSec (15 s) would kill us without a clue.
+        faulthandler.dump_traceback_later(SHUTDOWN_LIMIT_S, exit=True)
         self.notifier.stopping()
         while True:  # record what already came back before closing the outbox
             try:
@@ -212,5 +217,6 @@ class Node:
             device.close()
         self.led.close()
         self.outbox.close()
+        faulthandler.cancel_dump_traceback_later()
         log.info("node %s stopped", self.cfg.node.id)
 
