@@ -87,6 +87,7 @@ class AlarmPath:
         self._lock = threading.Lock()
         self._in_flight: set[int] = set()  # handed to paho, PUBACK not yet seen
         self._unsaved: dict[int, Alert] = {}  # raised while the outbox could not be written
+        self._unsaved_acks: dict[str, float] = {}  # hub acks for those, by alert id
         self._resend_at: dict[int, tuple[float, float]] = {}  # seq → (due, interval), unacked
 
     # --- GPIO threads ---
@@ -150,7 +151,11 @@ class AlarmPath:
     def show_state(self) -> None:
         oldest_unacked, last_ack = self.outbox.call_state()
         with self._lock:
-            unsaved_calls = [a for a in self._unsaved.values() if a.kind == AlertKind.CALL]
+            unsaved_calls = [a for a in self._unsaved.values()
+                             if a.kind == AlertKind.CALL and a.id not in self._unsaved_acks]
+            unsaved_ack = max(self._unsaved_acks.values(), default=None)
+        if unsaved_ack is not None:
+            last_ack = unsaved_ack if last_ack is None else max(unsaved_ack, last_ack)
         if unsaved_calls:
             first = min(a.time.timestamp() for a in unsaved_calls)
             oldest_unacked = first if oldest_unacked is None else min(first, oldest_unacked)
@@ -197,6 +202,14 @@ class AlarmPath:
             self._try(lambda: self.outbox.mark_delivered(ev.seq))
 
     def _handle_acked(self, ev: _Acked) -> None:
+        with self._lock:
+            unsaved = ev.alert_id in {a.id for a in self._unsaved.values()}
+            if unsaved:  # written with the alert once the disk takes it
+                self._unsaved_acks.setdefault(ev.alert_id, time.time())
+        if unsaved:
+            self.counters.inc("alerts_acked")
+            self.show_state()
+            return
         known = self._try(lambda: self.outbox.mark_acked(ev.alert_id))
         if known is False:
             self.counters.inc("unknown_acks")
@@ -215,14 +228,16 @@ class AlarmPath:
             waiting = list(self._unsaved.values())
         for alert in waiting:
             with self._lock:
-                delivered = alert.seq not in self._in_flight
+                acked_at = self._unsaved_acks.get(alert.id)
+                delivered = alert.seq not in self._in_flight or acked_at is not None
             try:
-                self.outbox.add(alert, self.topics.alert,
+                self.outbox.add(alert, self.topics.alert, acked_at=acked_at,
                                 delivered_at=time.time() if delivered else None)
             except OutboxError:
                 return  # still failing; counted and logged when raised
             with self._lock:
                 self._unsaved.pop(alert.seq, None)
+                self._unsaved_acks.pop(alert.id, None)
             log.info("alert %s (seq %d) now on disk", alert.id, alert.seq)
 
     def _resend_unacked(self) -> None:

@@ -52,7 +52,9 @@ class StoredAlert:
 
 
 class Outbox:
-    def __init__(self, path: Path, *, busy_timeout_s: float = 2.0) -> None:
+    # Short: the only other writer is this process, and a call waits this long on a stuck
+    # disk before it is sent from memory instead.
+    def __init__(self, path: Path, *, busy_timeout_s: float = 0.5) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -74,13 +76,19 @@ class Outbox:
             self._last_seq += 1
             return self._last_seq
 
-    def add(self, alert: Alert, topic: str, *, delivered_at: float | None = None) -> None:
-        """Commit an alert durably. Raises OutboxError if it is not on disk."""
+    def add(
+        self, alert: Alert, topic: str, *,
+        delivered_at: float | None = None, acked_at: float | None = None,
+    ) -> None:
+        """Commit an alert durably. Raises OutboxError if it is not on disk.
+
+        delivered_at/acked_at are for an alert that reached the hub from memory while the
+        disk refused it."""
         self._write(
-            "INSERT INTO alerts (seq, id, kind, topic, payload, created_at, delivered_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alerts (seq, id, kind, topic, payload, created_at, delivered_at,"
+            " acked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (alert.seq, alert.id, str(alert.kind), topic, alert.to_bytes(),
-             alert.time.timestamp(), delivered_at),
+             alert.time.timestamp(), delivered_at, acked_at),
         )
 
     def mark_delivered(self, seq: int) -> None:

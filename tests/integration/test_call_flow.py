@@ -23,7 +23,7 @@ from edge.hub.client import HubConsole
 from edge.hub.state import AlertRecord
 from edge.ids import uuid7
 from edge.localbroker import LocalBroker
-from tests.conftest import NODE_ID, TAMPER, Listener, NodeProcess, wait_for
+from tests.conftest import BUTTON, NODE_ID, TAMPER, Listener, NodeProcess, wait_for
 
 TOPICS = NodeTopics(NODE_ID)
 
@@ -249,3 +249,50 @@ def test_running_with_a_bad_config_says_which_field_and_exits_non_zero(tmp_path:
     assert run.returncode == 2
     assert "hub.port: must be 1..65535, got 70000" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_call_raised_while_the_outbox_cannot_be_written_still_reaches_the_hub(
+    broker: LocalBroker, start_hub: Callable[..., HubConsole],
+    start_node: Callable[..., NodeProcess], telemetry: Listener,
+) -> None:
+    hub = start_hub()
+    node = start_node()
+    wait_for(lambda: online(hub), what="the node's online status")
+    data = Path(node.cfg["data_dir"])
+    lock = sqlite3.connect(data / "outbox.sqlite", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the card refuses writes (stalled, full, read-only)
+    try:
+        node.press()
+        [alert] = wait_for(lambda: alerts(hub), what="the call, sent from memory")
+        wait_for(lambda: alerts(hub)[0].acked, what="the hub's ack")
+        wait_for(lambda: all(led_samples(node, 0.6)), what="a steady LED after the ack")
+        assert "not on disk, sending from memory" in node.log()
+        assert outbox_rows(data) == []
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    rows = wait_for(lambda: outbox_rows(data), what="the alert written once the disk allows")
+    [(seq, alert_id, delivered, acked)] = rows
+    assert (seq, alert_id) == (1, alert.alert_id)
+    assert delivered is not None and acked is not None, "delivery and ack kept while unsaved"
+    wait_for(lambda: counters(telemetry).get("outbox_errors", 0) >= 1,
+             what="the outbox error counted in telemetry")
+    node.press()
+    wait_for(lambda: [a.seq for a in alerts(hub)] == [1, 2], what="the next call, seq 2")
+
+
+def test_a_button_held_down_raises_one_stuck_alert_and_no_more_calls(
+    broker: LocalBroker, start_hub: Callable[..., HubConsole],
+    start_node: Callable[..., NodeProcess], telemetry: Listener,
+) -> None:
+    hub = start_hub()
+    node = start_node(long_press_s=0.5, stuck_after_s=1.5)
+    wait_for(lambda: online(hub), what="the node's online status")
+    node.pins.drive(BUTTON, 0)  # pressed and held: jammed, or taped down
+    wait_for(lambda: [a.kind for a in alerts(hub)] == ["call", "button_stuck"],
+             what="the call, then the stuck alert")
+    assert counters(telemetry).get("presses") == 1
+    wait_for(lambda: counters(telemetry).get("long_presses") == 1, what="the long press counted")
+    node.pins.drive(BUTTON, 1)
+    wait_for(lambda: "call button released after" in node.log(), what="the release logged")
+    assert [a.kind for a in alerts(hub)] == ["call", "button_stuck"]
