@@ -1,0 +1,120 @@
+"""The demo's pole: the node as a real process on simulated pins, and a hand on its wiring
+(call button, tamper switch, call LED) through the pin simulator client. DemoError, raised
+when the demo cannot go on, lives here too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from drivers.gpio import PinSimulatorClient
+from edge.config import NodeConfig
+
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 15.0  # SIGTERM → exit; the node needs a few seconds at most
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message says what happened and where to look."""
+
+
+class Pole:
+    """The demo node as a real process, and a hand on its wiring through the pin simulator."""
+
+    def __init__(self, cfg: NodeConfig, config_path: Path, log_path: Path) -> None:
+        self.cfg, self.config_path, self.log_path = cfg, config_path, log_path
+        self.button, self.led_pin = cfg.gpio.call_button.pin, cfg.gpio.call_led.pin
+        tamper = next((i for i in cfg.gpio.inputs if i.name == "tamper"), None)
+        if tamper is None:
+            raise DemoError(f"{config_path}: the demo needs an input named 'tamper'")
+        self.tamper_pin, self.tamper_active = tamper.pin, 0 if tamper.pull_up else 1
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pins: PinSimulatorClient | None = None
+        self.exit_code: int | None = None
+
+    def start(self) -> None:
+        socket = self.cfg.gpio.simulator_socket
+        assert socket is not None
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edge.cli", "run", "--config", str(self.config_path)],
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps its stacks
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not socket.exists():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise DemoError(f"the node opened no pin simulator socket within "
+                                f"{START_TIMEOUT_S:.0f} s; see {self.log_path}")
+            time.sleep(0.05)
+        self.pins = PinSimulatorClient(str(socket))
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.exit_code is None and self.proc.poll() is not None:
+            raise DemoError(f"the node exited by itself with code {self.proc.returncode}; "
+                            f"see {self.log_path}")
+
+    def _hand(self) -> PinSimulatorClient:
+        if self.pins is None:
+            raise DemoError("the node is not running")
+        return self.pins
+
+    def press(self) -> None:
+        """A citizen's press: held a fifth of a second, the contact bouncing on both edges."""
+        self._hand().press(self.button, hold_s=0.2, bounce=True)
+
+    def set_tamper(self, tripped: bool) -> None:
+        level = self.tamper_active if tripped else 1 - self.tamper_active
+        self._hand().drive(self.tamper_pin, level)
+
+    def led_lit(self) -> bool:
+        return self._hand().read(self.led_pin) == 1
+
+    def led(self, seconds: float, step_s: float = 0.04) -> str:
+        """What the call LED shows over `seconds`: steady, off, fast blink or double blink."""
+        samples: list[tuple[float, int]] = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            samples.append((time.monotonic(), self._hand().read(self.led_pin)))
+            time.sleep(step_s)
+        levels = [level for _, level in samples]
+        if all(levels):
+            return "steady"
+        if not any(levels):
+            return "off"
+        longest_dark, dark_from = 0.0, None
+        for at, level in [*samples, (time.monotonic(), 1)]:
+            if not level and dark_from is None:
+                dark_from = at
+            elif level and dark_from is not None:
+                longest_dark, dark_from = max(longest_dark, at - dark_from), None
+        # fast blink is dark 0.25 s at a time; the no-link pattern is dark 0.9 s per cycle
+        return "double blink" if longest_dark >= 0.6 else "fast blink"
+
+    def stop(self) -> int | None:
+        """SIGTERM, as systemd would: the node says offline and exits. Safe to call again."""
+        if self.pins is not None:
+            self.pins.close()
+            self.pins = None
+        if self.proc is None or self.exit_code is not None:
+            return self.exit_code
+        self.proc.terminate()
+        try:
+            self.exit_code = self.proc.wait(timeout=STOP_TIMEOUT_S)
+            return self.exit_code
+        except subprocess.TimeoutExpired:
+            pass
+        # hung: SIGABRT makes faulthandler write every thread's stack to the node log
+        self.proc.send_signal(signal.SIGABRT)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.exit_code = self.proc.wait()
+        return self.exit_code

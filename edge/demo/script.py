@@ -1,0 +1,226 @@
+"""The demo's script and its narration: two citizens' calls, a tamper trip, a call made while
+the broker is down, two more calls, each checked at the hub and on the call LED (Script);
+the lines that tell the story, printed or kept for the live view (Narration); and the
+pauses between steps (Pace: FULL for people, FAST for tests).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from rich.text import Text
+
+from edge.contract.payloads import AlertKind
+from edge.demo.pole import Pole
+from edge.hub import view
+from edge.hub.client import HubConsole
+from edge.hub.state import AlertRecord, HubEvent
+from edge.localbroker import LocalBroker
+
+T = TypeVar("T")
+
+NARRATION_LINES = 8
+STEP_TIMEOUT_S = 10.0  # one press → alert acked at the hub, link up
+RETURN_TIMEOUT_S = 30.0  # the outage call, after the broker is back and both clients reconnect
+FINAL_TIMEOUT_S = 15.0
+
+LED_MEANING = {
+    "steady": "LED steady: hub acknowledged, help is coming",
+    "fast blink": "LED fast blink: call pending, waiting for the hub",
+    "double blink": "LED double blink: no link to the hub, the call waits in the outbox",
+    "off": "LED off: idle, ready for the next call",
+}
+
+
+@dataclass(frozen=True)
+class Pace:
+    between_calls_s: float
+    tamper_held_s: float
+    outage_s: float
+
+
+FULL, FAST = Pace(4.0, 3.0, 6.0), Pace(1.0, 1.0, 3.0)
+
+
+class Narration:
+    """What the script is doing, one line at a time: printed at once (plain) or kept for the
+    live view. In plain mode the hub console's events are printed between the lines."""
+
+    def __init__(self, plain: bool) -> None:
+        self.plain = plain
+        self.t0 = time.monotonic()
+        self.hub_events: queue.SimpleQueue[HubEvent] = queue.SimpleQueue()
+        self._lines: deque[Text] = deque(maxlen=NARRATION_LINES)
+        self._lock = threading.Lock()  # the live view reads the lines on its own thread
+
+    def say(self, text: str, style: str = "") -> None:
+        self.pump()
+        stamp = f"+{time.monotonic() - self.t0:5.1f}s"
+        if self.plain:
+            print(f"{stamp}  {text}", flush=True)
+            return
+        with self._lock:
+            self._lines.append(Text.assemble((stamp + "  ", "dim"), (text, style)))
+
+    def pump(self) -> None:
+        while self.plain and not self.hub_events.empty():
+            print(f"           hub | {view.event_line(self.hub_events.get_nowait())}", flush=True)
+
+    def tail(self, n: int) -> Text:
+        with self._lock:
+            lines = list(self._lines)[-n:]
+        return Text("\n").join(lines)
+
+
+class Script:
+    """The scripted citizens, tamperer and outage, narrated step by step."""
+
+    def __init__(self, pole: Pole, broker: LocalBroker, hub: HubConsole, story: Narration,
+                 pace: Pace) -> None:
+        self.pole, self.broker, self.hub, self.story, self.pace = pole, broker, hub, story, pace
+        self.presses = self.tamper_trips = 0
+        self.outage_call: AlertRecord | None = None
+
+    def run(self) -> None:
+        self.call("a citizen at the bus stop")
+        self.pause(self.pace.between_calls_s)
+        self.call("a second citizen")
+        self.pause(self.pace.between_calls_s)
+        self.tamper()
+        self.pause(self.pace.between_calls_s)
+        self.outage()
+        self.pause(self.pace.between_calls_s)
+        self.call("a citizen waiting for the bus")
+        self.pause(self.pace.between_calls_s)
+        self.call("one more citizen")
+
+    # --- steps ---
+
+    def call(self, who: str) -> None:
+        before = self._known()
+        self.story.say(f"{who} presses the call button (GPIO {self.pole.button}, bouncing)",
+                       "bold")
+        self.pole.press()
+        self.presses += 1
+        rec = self.wait_for(lambda: self._new_acked(AlertKind.CALL, before), STEP_TIMEOUT_S)
+        if rec is None:
+            self.story.say(f"no acknowledged call at the hub within {STEP_TIMEOUT_S:.0f} s",
+                           "bold red")
+            return
+        self._arrived(rec)
+        self.show_led(expected="steady")
+        extra = [a.seq for a in self.hub.state.alerts()
+                 if a.alert_id not in before and a.kind == AlertKind.CALL]
+        if len(extra) > 1:
+            self.story.say(f"this one press raised {len(extra)} call alerts (seq "
+                           f"{', '.join(map(str, sorted(extra)))}): the bounce got through",
+                           "bold red")
+
+    def tamper(self) -> None:
+        before = self._known()
+        level = "high" if self.pole.tamper_active else "low"
+        self.story.say(f"someone forces the cabinet: tamper switch trips "
+                       f"(GPIO {self.pole.tamper_pin} {level})", "bold")
+        self.pole.set_tamper(True)
+        self.tamper_trips += 1
+        rec = self.wait_for(lambda: self._new_acked(AlertKind.INPUT, before), STEP_TIMEOUT_S)
+        if rec is None:
+            self.story.say("no acknowledged tamper alert at the hub", "bold red")
+        else:
+            self._arrived(rec)
+        self.pause(self.pace.tamper_held_s)
+        self.story.say("cabinet closed again: tamper switch released")
+        self.pole.set_tamper(False)
+
+    def outage(self) -> None:
+        self.story.say("broker stopped: the pole's link to the hub is down", "bold red")
+        self.broker.stop()
+        self.pause(0.5)  # the node and the console see the TCP connection close
+        before = self._known()
+        self.story.say("a citizen presses the call button during the outage", "bold")
+        self.pole.press()
+        self.presses += 1
+        pressed = time.monotonic()
+        self.show_led(expected="double blink", seconds=1.6)
+        self.story.say(f"the hub hears nothing; link down for {self.pace.outage_s:.0f} s ...")
+        self.pause(self.pace.outage_s)
+        self.story.say(f"broker restarted on the same port {self.broker.port}: the node and "
+                       "the console reconnect by themselves", "bold green")
+        self.broker.start()
+        restarted = time.monotonic()
+        if self.wait_for(lambda: self.hub.connected, RETURN_TIMEOUT_S):
+            self.story.say(f"hub console reconnected {time.monotonic() - restarted:.1f} s after "
+                           "the restart")
+        rec = self.wait_for(lambda: self._new_acked(AlertKind.CALL, before), RETURN_TIMEOUT_S)
+        if rec is None:
+            self.story.say(f"the outage call did not reach the hub within {RETURN_TIMEOUT_S:.0f}"
+                           " s of the restart", "bold red")
+            return
+        self.outage_call = rec
+        self.story.say(f"the outage call (seq {rec.seq}) reached the hub "
+                       f"{time.monotonic() - pressed:.1f} s after the press, once, and was "
+                       "acknowledged", "green")
+        self.show_led(expected="steady")
+
+    def finish(self) -> bool:
+        """Wait (bounded) until every press and trip is at the hub and acknowledged."""
+        self.story.say("waiting for every alert to be received and acknowledged")
+        done = self.wait_for(lambda: self._all_in() and not self.hub.state.pending(),
+                             FINAL_TIMEOUT_S)
+        if not done:
+            self.story.say(f"not everything acknowledged within {FINAL_TIMEOUT_S:.0f} s",
+                           "bold red")
+        return bool(done)
+
+    # --- helpers ---
+
+    def show_led(self, expected: str, seconds: float = 0.8) -> None:
+        if expected == "steady":  # the node takes the ack a moment after the hub sent it
+            self.wait_for(self.pole.led_lit, 1.0)
+        seen = self.pole.led(seconds)
+        self.story.say(LED_MEANING[seen], "green" if seen == expected else "yellow")
+
+    def _arrived(self, rec: AlertRecord) -> None:
+        ack = rec.ack_latency_ms or 0.0
+        self.story.say(f"hub received {rec.kind} alert seq {rec.seq} from {rec.source} "
+                       f"{rec.latency_ms:.0f} ms after it was raised; auto-acked in {ack:.0f} ms",
+                       "green")
+
+    def _known(self) -> set[str]:
+        return {a.alert_id for a in self.hub.state.alerts()}
+
+    def _new_acked(self, kind: AlertKind, before: set[str]) -> AlertRecord | None:
+        return next((a for a in self.hub.state.alerts()
+                     if a.alert_id not in before and a.kind == kind and a.acked), None)
+
+    def _all_in(self) -> bool:
+        calls, inputs = self.calls_and_inputs()
+        return calls >= self.presses and inputs >= self.tamper_trips
+
+    def calls_and_inputs(self) -> tuple[int, int]:
+        kinds = [a.kind for a in self.hub.state.alerts()]
+        return kinds.count(AlertKind.CALL), kinds.count(AlertKind.INPUT)
+
+    def wait_for(self, cond: Callable[[], T], timeout_s: float) -> T | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = cond()
+            if value or time.monotonic() > deadline:
+                return value or None
+            self.pause(0.05)
+
+    def pause(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            self.story.pump()
+            self.pole.check_alive()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(0.1, left))

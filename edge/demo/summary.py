@@ -1,0 +1,68 @@
+"""The demo's summary: what the script did against what the hub received (summarize), and
+the SUMMARY section as plain lines or a rich table (print_summary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from edge.demo.script import Script
+from edge.hub.client import HubConsole
+
+
+def summarize(script: Script, hub: HubConsole, node_exit: int | None
+              ) -> tuple[list[tuple[str, str]], list[str]]:
+    """The summary rows and what is missing (empty when the run is a pass)."""
+    s: dict[str, Any] = hub.state.summary()
+    calls, inputs = script.calls_and_inputs()
+    expected = script.presses + script.tamper_trips
+
+    def ms(name: str) -> str:
+        vals = [s[f"{name}_{q}_ms"] for q in ("p50", "p99", "max")]
+        return "-" if None in vals else " / ".join(f"{v:.0f}" for v in vals) + " ms"
+
+    rows = [
+        ("presses made", str(script.presses)),
+        ("tamper trips", str(script.tamper_trips)),
+        ("call alerts raised by the node", f"{calls}  (unique, source call_button)"),
+        ("input alerts raised by the node", f"{inputs}  (unique, source tamper)"),
+        ("alerts delivered to the hub", f"{s['alerts_unique']}  (unique)"),
+        ("acknowledged", str(s["acked"])),
+        ("duplicates received", f"{s['duplicates']}  (extra copies, dropped by id)"),
+        ("sequence gaps", str(s["seq_missing"])),
+        ("latency raised → hub p50/p99/max", ms("latency")),
+        ("ack latency hub → broker p50/p99/max", ms("ack_latency")),
+        ("malformed messages", str(s["malformed"])),
+        ("node exit code", "-" if node_exit is None else str(node_exit)),
+    ]
+    missing = []
+    if calls != script.presses:
+        missing.append(f"{script.presses} presses but {calls} unique call alerts at the hub")
+    if inputs != script.tamper_trips:
+        missing.append(f"{script.tamper_trips} tamper trips but {inputs} input alerts")
+    if s["alerts_unique"] != expected:
+        missing.append(f"{expected} alerts expected, {s['alerts_unique']} delivered")
+    if s["acked"] != s["alerts_unique"]:
+        missing.append(f"{s['alerts_unique'] - s['acked']} alert(s) never acknowledged")
+    if s["seq_missing"]:
+        missing.append(f"{s['seq_missing']} sequence number(s) never received")
+    if node_exit != 0:
+        missing.append(f"the node exited with {node_exit} instead of 0")
+    return rows, missing
+
+
+def print_summary(rows: list[tuple[str, str]], plain: bool, out: Console) -> None:
+    if plain:
+        width = max(len(k) for k, _ in rows)
+        print("\nSUMMARY")
+        for k, v in rows:
+            print(f"  {k:<{width}}  {v}")
+        return
+    t = Table(title="SUMMARY", title_justify="left", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
