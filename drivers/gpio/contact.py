@@ -144,7 +144,13 @@ class Contact:
             if deadline > now:
                 self._cond.wait(deadline - now)
                 continue
-            events = self._debouncer.poll(now)
+            if self._debouncer.release_pending and self._level():
+                # The contact is closed right now though its closing edge has not reached us
+                # (the GPIO library's callbacks lag when the process is starved): that was
+                # bounce, not a release; confirming it would make the late edge a new press.
+                events = self._debouncer.seen_closed(now)
+            else:
+                events = self._debouncer.poll(now)
             self._counts.update(e.kind for e in events)
             if events:
                 return events

@@ -124,6 +124,20 @@ class Debouncer:
                 self._stuck_sent = True
                 events.append(Event(kind, when))
 
+    @property
+    def release_pending(self) -> bool:
+        """Pressed, with the contact open and its release not yet confirmed."""
+        return self._pressed and self._open_since is not None
+
+    def seen_closed(self, t: float) -> list[Event]:
+        """The contact was read closed at `t` though no closing edge came: bounce whose edge
+        is still on its way. A pending release is cancelled, not confirmed."""
+        self._now = max(self._now, t)
+        if self.release_pending:
+            self._raw = True
+            self._open_since = None
+        return self.poll(self._now)
+
     def next_deadline(self) -> float | None:
         """The earliest time at which `poll` could emit something; None if only an edge can."""
         due = self._next_due()

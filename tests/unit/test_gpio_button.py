@@ -212,3 +212,27 @@ def test_close_stops_the_thread_frees_the_pin_and_can_be_repeated(factory: Any) 
     assert pressed == []
     # The pin is free again: a new button can claim it.
     CallButton(PIN, pin_factory=factory).close()
+
+
+def test_bounce_whose_edge_arrives_late_is_not_a_release_and_a_new_press(
+    factory: Any, make_button: Callable[..., CallButton]
+) -> None:
+    # On a Pi, edges reach us from the GPIO library's callback thread; a starved process gets
+    # them late. Stage that with the mock: the contact closes again (the pin's level changes)
+    # while delivery of that edge is held back, past the release debounce.
+    button = make_button(debounce_s=0.03)
+    presses: list[float] = []
+    releases: list[float] = []
+    button.when_pressed = lambda: presses.append(time.monotonic())
+    button.when_released = releases.append
+    pin = factory.pin(PIN)
+    pin.drive_low()  # pressed
+    pin.drive_high()  # bounce: open...
+    pin._change_state(False)  # ...closed again, but the edge is not delivered yet
+    time.sleep(0.15)  # well past debounce_s: a release would have been confirmed by now
+    pin._call_when_changed()  # the late edge arrives
+    time.sleep(0.05)
+    assert len(presses) == 1 and releases == [], "late bounce made a release and a new press"
+    pin.drive_high()  # the real release
+    wait_for(lambda: len(releases) == 1, what="the real release")
+    assert len(presses) == 1

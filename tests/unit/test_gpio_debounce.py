@@ -233,3 +233,15 @@ def test_nonsense_durations_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(ValueError, match=field):
         Debouncer(**options)
+
+
+def test_a_contact_seen_closed_before_its_edge_arrives_cancels_the_pending_release() -> None:
+    d = Debouncer(debounce_s=0.03)
+    assert kinds(d.feed(True, 0.0)) == [EventKind.PRESSED]
+    d.feed(False, 0.010)
+    assert d.release_pending
+    assert d.seen_closed(0.045) == []  # the release was due at 0.040, but the pin is closed
+    assert not d.release_pending and d.is_active
+    assert d.feed(True, 0.050) == []  # the late closing edge is no new press
+    d.feed(False, 0.200)
+    assert kinds(d.poll(0.231)) == [EventKind.RELEASED]
