@@ -31,8 +31,8 @@ from edge.uplink import Uplink
 log = logging.getLogger(__name__)
 
 TICK_S = 0.1
-LOOP_STALL_S = 5.0
-SHUTDOWN_LIMIT_S = 10.0  # the uplink's network loop silent this long counts as unhealthy
+LOOP_STALL_S = 5.0  # the uplink's network loop silent this long counts as unhealthy
+SHUTDOWN_LIMIT_S = 10.0  # a stop taking longer dumps the threads' stacks and exits
 
 
 class Node:
@@ -44,7 +44,6 @@ class Node:
         self.started = clock.monotonic()
         self.notifier = ServiceNotifier()
         self._stop = threading.Event()
-        self.healthy = False
         self.unhealthy_reason = ""
         self._health_period = 5.0  # half the watchdog period when systemd sets one
         self._next_tick = self._next_health = self._next_beat = 0.0
@@ -80,7 +79,6 @@ class Node:
         self.simulator = (
             PinSimulator(self.pins, str(g.simulator_socket)) if g.simulator_socket else None
         )
-        self._stuck = False
 
     # --- GPIO callbacks (run in the thread that saw the edge) ---
 
@@ -89,15 +87,13 @@ class Node:
         self.alarm.raise_alert(AlertKind.CALL, "call_button")
 
     def _on_stuck(self) -> None:
-        self._stuck = True
         log.error("call button held for %.0f s: jammed or taped down",
                   self.cfg.timings.stuck_after_s)
         self.alarm.raise_alert(AlertKind.BUTTON_STUCK, "call_button")
 
     def _on_release(self, held_s: float) -> None:
-        if self._stuck:
+        if held_s >= self.cfg.timings.stuck_after_s:
             log.warning("call button released after %.0f s stuck", held_s)
-            self._stuck = False
 
     def _input_alert(self, name: str) -> Callable[[], None]:
         def fire() -> None:
@@ -147,8 +143,8 @@ class Node:
                 log.error("unhealthy, withholding watchdog pings: %s", reason)
             else:
                 log.info("healthy again")
-        self.unhealthy_reason, self.healthy = reason, not reason
-        return self.healthy
+        self.unhealthy_reason = reason
+        return not reason
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):

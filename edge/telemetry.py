@@ -17,10 +17,6 @@ class Counters:
         with self._lock:
             self._counts[name] += by
 
-    def get(self, name: str) -> int:
-        with self._lock:
-            return self._counts[name]
-
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(sorted(self._counts.items()))

@@ -84,7 +84,6 @@ class LinkState:
     connects: int = 0
     disconnects: int = 0
     connected_since: datetime | None = None
-    last_error: str = ""
 
 
 class Uplink:
@@ -188,8 +187,7 @@ class Uplink:
                 else:
                     self._client.reconnect()
             except (OSError, ssl.SSLError, ValueError) as e:
-                self.state.last_error = f"connect to {self.hub.host}:{self.hub.port}: {e}"
-                log.warning("hub unreachable: %s", self.state.last_error)
+                log.warning("hub %s:%d unreachable: %s", self.hub.host, self.hub.port, e)
                 self._stop.wait(self._backoff.next())
                 continue
             while not self._stop.is_set():
@@ -204,8 +202,7 @@ class Uplink:
         self, client: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
     ) -> None:
         if reason.is_failure:
-            self.state.last_error = f"broker refused connection: {reason}"
-            log.error("%s", self.state.last_error)
+            log.error("broker refused connection: %s", reason)
             return
         self._backoff.reset()
         self.state.connected = True

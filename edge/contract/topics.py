@@ -39,10 +39,6 @@ class NodeTopics:
     def ack(self) -> str:
         return self._t("ack")
 
-    @property
-    def subtree(self) -> str:
-        return self._t("#")
-
 
 def hub_subscriptions() -> list[str]:
     """What the hub subscribes to, for every node at once."""
