@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import socket
 import ssl
 import threading
@@ -29,6 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import clock
+from edge.backoff import Backoff
 from edge.config.model import HubSection, TlsSection
 
 log = logging.getLogger(__name__)
@@ -59,23 +59,6 @@ def _no_delay(_c: mqtt.Client, _u: Any, sock: Any) -> None:
     # PUBACK until the peer's delayed ACK (measured: 25-40 ms stalls on loopback).
     with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class Backoff:
-    """Exponential backoff with "equal jitter": each wait is between half and all of
-    min_s·2^attempt (capped at max_s), so delays grow but nodes spread out."""
-
-    def __init__(self, min_s: float, max_s: float, rng: Callable[[], float] = random.random):
-        self.min_s, self.max_s, self._rng = min_s, max_s, rng
-        self.attempt = 0
-
-    def next(self) -> float:
-        cap = min(self.max_s, self.min_s * 2.0**self.attempt)
-        self.attempt = min(self.attempt + 1, 32)
-        return cap / 2 + self._rng() * cap / 2
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 @dataclass

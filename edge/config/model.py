@@ -9,14 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from edge.config.base import Section
+from edge.config.vision import CameraSection, DetectorSection, VisionSection
 from edge.contract.payloads import Location, NodeId
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 GpioPin = Annotated[int, Field(ge=0, le=53, description="BCM GPIO number")]
@@ -140,3 +137,13 @@ class NodeConfig(Section):
         default=Path("/var/lib/edge"),
         description="Writable state: outbox, identity, recordings (the data partition)",
     )
+    cameras: list[CameraSection] = Field(default_factory=list)
+    detector: DetectorSection = Field(default_factory=DetectorSection)
+    vision: VisionSection = Field(default_factory=VisionSection)
+
+    @model_validator(mode="after")
+    def _cameras_unique(self) -> NodeConfig:
+        names = [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be unique, got {names}")
+        return self

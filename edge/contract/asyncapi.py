@@ -20,6 +20,8 @@ CHANNELS: dict[str, tuple[type[BaseModel], str, int, bool, str]] = {
                "Online/offline; the broker sends the offline last will"),
     "alert": (payloads.Alert, "send", 1, False, "An alert from the durable outbox; dedupe by id"),
     "telemetry": (payloads.Heartbeat, "send", 0, False, "Periodic heartbeat telemetry"),
+    "event": (payloads.Event, "send", 1, False,
+              "A tracked object from the vision pipeline: new, updates, end"),
     "ack": (payloads.Ack, "receive", 1, False, "The hub acknowledges an alert"),
 }
 

@@ -101,6 +101,22 @@ class OutboxStats(BaseModel):
     unacked: int = Field(description="Alerts delivered but not yet acknowledged by the hub")
 
 
+class CameraStats(BaseModel):
+    """One camera's pipeline over the last telemetry period."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    online: bool = Field(description="Frames are arriving")
+    reason: str = Field(default="", description="Why offline, as the camera worker saw it")
+    capture_fps: float
+    processed_fps: float
+    skipped_frames: int = Field(description="Frames not processed (detection busy), total")
+    inferences_per_frame: float
+    inference_ms: float = Field(description="Median detector time per inference")
+    events_per_min: float
+    restarts: dict[str, int] = Field(description="Worker restarts since start, per worker")
+
+
 class Heartbeat(Message):
     """Periodic telemetry on `poles/<node>/telemetry`, QoS 0 (a missed one is not resent)."""
 
@@ -113,3 +129,38 @@ class Heartbeat(Message):
     counters: dict[str, int] = Field(
         description="Counts since start: presses, malformed messages, publish errors, ..."
     )
+    cameras: dict[str, CameraStats] = Field(
+        default_factory=dict, description="Per camera: frame rates, detector load, events"
+    )
+
+
+class EventPhase(StrEnum):
+    NEW = "new"  # a tracked object appeared
+    UPDATE = "update"  # something dispatch cares about changed: zone, loitering, stopped
+    END = "end"  # the object is gone
+
+
+class Event(Message):
+    """On `poles/<node>/event`, QoS 1: one tracked object's story from the vision pipeline,
+    `new` → `update`s → `end`, all with the same `id`. Boxes are fractions of the frame."""
+
+    id: AlertId = Field(description="The event's id; all phases of one object share it")
+    node: NodeId
+    camera: str
+    phase: EventPhase
+    track: int = Field(description="Tracker id of the object, unique per camera run")
+    label: str = Field(description="COCO label: person, car, bus, ...")
+    score: Annotated[float, Field(ge=0, le=1)]
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in 0..1")
+    zones: list[str] = Field(description="Zones the object is in now")
+    entered: list[str] = Field(description="Zones entered since the previous phase")
+    left: list[str] = Field(description="Zones left since the previous phase")
+    dwell_s: dict[str, float] = Field(description="Seconds spent in each zone so far")
+    loitering: list[str] = Field(description="Zones where the object stayed past loiter_s")
+    stationary: bool = Field(description="The object has not moved for a while")
+    started: AwareDatetime = Field(description="When the object was first seen")
+    time: AwareDatetime
+    snapshot: str | None = Field(
+        default=None, description="Snapshot kept on the node: <camera>/<event id>.jpg"
+    )
+

@@ -1,6 +1,7 @@
 """The one topic builder. Every topic of a node lives under `poles/<node-id>/`.
 
-node → hub: status (retained, last will), alert (QoS 1), telemetry (heartbeat, QoS 0)
+node → hub: status (retained, last will), alert (QoS 1), telemetry (heartbeat, QoS 0),
+            event (vision, QoS 1)
 hub → node: ack (QoS 1)
 """
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 ROOT = "poles"
 
-NODE_TO_HUB = ("status", "alert", "telemetry")
+NODE_TO_HUB = ("status", "alert", "telemetry", "event")
 HUB_TO_NODE = ("ack",)
 
 
@@ -34,6 +35,10 @@ class NodeTopics:
     @property
     def telemetry(self) -> str:
         return self._t("telemetry")
+
+    @property
+    def event(self) -> str:
+        return self._t("event")
 
     @property
     def ack(self) -> str:
