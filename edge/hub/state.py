@@ -1,8 +1,10 @@
 """What the hub knows about its poles, built only from the messages it receives.
 
 HubState parses node messages with the contract models, keeps each node's last status and
-heartbeat, drops duplicate alerts by id, counts sequence gaps (possible loss) and garbage,
-and says which alerts need an ack. No I/O: the console feeds it messages and acks. Every
+heartbeat (with its cameras' stats), drops duplicate alerts by id, counts sequence gaps
+(possible loss) and garbage, and says which alerts need an ack. It also keeps, per node, the
+objects the vision pipeline tracked (ObjectRecord: one per event id, built from its
+new → update → end messages). No I/O: the console feeds it messages and acks. Every
 method is thread-safe; readers get copies, never the live records.
 """
 
@@ -12,24 +14,29 @@ import itertools
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from edge.contract import topics
-from edge.contract.payloads import Alert, Heartbeat, Status
+from edge.contract.payloads import Alert, CameraStats, Event, EventPhase, Heartbeat, Status
 
 GARBAGE_KEPT = 5  # the last few malformed messages are kept for display
 MAX_ALERTS = 100_000  # past this the oldest alerts are forgotten, so a flood cannot exhaust memory
+# Tracked objects kept per node, likewise; per node so a busy street cannot push out what a
+# quiet pole saw
+MAX_OBJECTS = 10_000
+EVENT_KEYS_KEPT = 16  # per object, the last (phase, time) keys seen, to spot redelivered copies
 TEXT_LIMIT = 300  # topics and error texts from the network are cut to this many characters
 
 # What the node publishes, by topic leaf. Other leaves (the hub's own acks) are ignored.
-_MODELS: dict[str, type[Status | Alert | Heartbeat]] = {
+_MODELS: dict[str, type[Status | Alert | Heartbeat | Event]] = {
     "status": Status,
     "alert": Alert,
     "telemetry": Heartbeat,
+    "event": Event,
 }
 
 
@@ -54,6 +61,24 @@ def _cut(text: str) -> str:
     return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 1] + "…"
 
 
+def duration(seconds: float) -> str:
+    """A span for people: 42s, 3m05s, 1h02m (negative spans, from skewed clocks, show 0s)."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _union(kept: tuple[str, ...], *more: Sequence[str]) -> tuple[str, ...]:
+    """kept, then the new names of more in order of first appearance."""
+    out = list(kept)
+    for names in more:
+        out += [n for n in names if n not in out]
+    return tuple(out)
+
+
 @dataclass
 class NodeView:
     """One pole as the hub sees it."""
@@ -72,6 +97,7 @@ class NodeView:
     link_connects: int | None = None
     link_disconnects: int | None = None
     seq_missing: int = 0  # seqs never seen between the lowest and highest seen
+    cameras: dict[str, CameraStats] = field(default_factory=dict)  # as in its last heartbeat
 
 
 @dataclass
@@ -108,6 +134,47 @@ class AlertRecord:
         return None if self.acked_at is None else _ms(self.acked_at, self.received_at)
 
 
+@dataclass
+class ObjectRecord:
+    """One object a pole's camera tracked: everything its event messages said, merged.
+    Times are by the node's clock except received_at; zone names come from the node's config."""
+
+    event_id: str
+    node: str
+    camera: str
+    track: int
+    label: str
+    score: float
+    first_phase: str  # of the earliest message received: "new" unless we joined late
+    last_phase: str  # of the latest message: "end" once the object is gone
+    started: datetime  # when the pole first saw it
+    first_time: datetime  # of the earliest message received
+    last_time: datetime  # of the latest message received
+    received_at: datetime  # its first message, by the hub's clock
+    order: int  # arrival rank at the hub, across nodes: lists sort on it
+    zones: tuple[str, ...] = ()  # where it is (or was, when it ended)
+    zones_seen: tuple[str, ...] = ()  # every zone it was in, in order of entry
+    loitering: tuple[str, ...] = ()  # zones it loiters in now
+    loitered: tuple[str, ...] = ()  # every zone it loitered in
+    stationary: bool = False
+    snapshot: str | None = None
+    messages: int = 0  # copies included
+    duplicates: int = 0
+    # (phase, time) of its last few messages; copies carry the same key. Not copied to readers.
+    keys: dict[tuple[str, datetime], None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @property
+    def open(self) -> bool:
+        return self.last_phase != EventPhase.END
+
+    @property
+    def seen_s(self) -> float:
+        """From first seen to its latest message: how long it was (or has been) there."""
+        return (self.last_time - self.started).total_seconds()
+
+
 @dataclass(frozen=True)
 class Garbage:
     """A message the hub could not use, kept to show the operator why."""
@@ -130,6 +197,9 @@ class HubEvent:
 
 
 EventHook = Callable[[HubEvent], None]
+
+# HubEvent.kind of an object's lines, by phase; equal lengths keep --plain logs aligned
+_KIND = {EventPhase.NEW: "new", EventPhase.UPDATE: "upd", EventPhase.END: "end"}
 
 
 @dataclass
@@ -167,6 +237,11 @@ class HubState:
         self._garbage: Counter[str] = Counter()
         self._recent_garbage: deque[Garbage] = deque(maxlen=GARBAGE_KEPT)
         self._ignored = 0
+        self._objects: dict[str, dict[str, ObjectRecord]] = {}  # node → event id → object
+        self._object_order = itertools.count()
+        self._objects_forgotten = 0
+        self._events_received = 0
+        self._event_duplicates = 0
 
     # --- input ---
 
@@ -234,6 +309,11 @@ class HubState:
             node.outbox_pending, node.outbox_unacked = msg.outbox.pending, msg.outbox.unacked
             node.link_connects = msg.link.connects
             node.link_disconnects = msg.link.disconnects
+            # replaced, not merged: a heartbeat lists every camera the pole runs now
+            node.cameras = dict(msg.cameras)
+            return []
+        if isinstance(msg, Event):
+            self._on_event(msg, at, events)
             return []
         self._on_alert(node, msg, at, events)
         return [msg.id]
@@ -277,6 +357,63 @@ class HubState:
             f"{rec.latency_ms:.0f} ms after it was raised", rec.node, rec.alert_id,
         ))
 
+    def _on_event(self, msg: Event, at: datetime, events: list[HubEvent]) -> None:
+        self._events_received += 1
+        book = self._objects.setdefault(msg.node, {})
+        rec = book.get(msg.id)
+        fresh = rec is None
+        if rec is None:
+            rec = ObjectRecord(
+                event_id=msg.id, node=msg.node, camera=msg.camera, track=msg.track,
+                label=msg.label, score=msg.score, first_phase=str(msg.phase),
+                last_phase=str(msg.phase),
+                started=msg.started, first_time=msg.time, last_time=msg.time, received_at=at,
+                order=next(self._object_order),
+            )
+            book[msg.id] = rec
+            if len(book) > MAX_OBJECTS:
+                del book[next(iter(book))]
+                self._objects_forgotten += 1
+        rec.messages += 1
+        key = (str(msg.phase), msg.time)
+        if key in rec.keys:  # QoS 1 redelivery: the same message again
+            rec.duplicates += 1
+            self._event_duplicates += 1
+            return
+        rec.keys[key] = None
+        if len(rec.keys) > EVENT_KEYS_KEPT:
+            del rec.keys[next(iter(rec.keys))]
+        # what a message says about the past holds whatever order it arrives in
+        rec.zones_seen = _union(rec.zones_seen, msg.entered, msg.zones)
+        rec.loitered = _union(rec.loitered, msg.loitering)
+        if msg.time < rec.first_time:
+            rec.first_phase, rec.first_time = str(msg.phase), msg.time
+        if not fresh and msg.time < rec.last_time:
+            return  # older than what we know (redelivered late): must not undo a later state
+        before_loitering, before_stationary = rec.loitering, rec.stationary
+        rec.last_phase, rec.last_time, rec.score = str(msg.phase), msg.time, msg.score
+        rec.zones, rec.loitering = tuple(msg.zones), tuple(msg.loitering)
+        rec.stationary = msg.stationary
+        rec.snapshot = msg.snapshot or rec.snapshot
+        who = f"{rec.node} {rec.camera}: {rec.label} #{rec.track}"
+        if msg.phase == EventPhase.NEW:
+            where = f" in {', '.join(msg.zones)}" if msg.zones else ""
+            text = f"{who} appeared{where}"
+        elif msg.phase == EventPhase.END:
+            text = f"{who} gone after {duration(rec.seen_s)}"
+        else:
+            changes = [f"{verb} {', '.join(zones)}" for verb, zones in (
+                ("entered", msg.entered),
+                ("left", msg.left),
+                ("loitering in", [z for z in msg.loitering if z not in before_loitering]),
+            ) if zones]
+            if msg.stationary and not before_stationary:
+                changes.append("stationary")
+            if not changes:
+                return  # a periodic update: nothing a dispatcher acts on changed
+            text = f"{who} {'; '.join(changes)}"
+        events.append(HubEvent(at, f"object_{_KIND[msg.phase]}", _cut(text), rec.node))
+
     def _add_garbage(
         self, at: datetime, topic: str, reason: str, error: str, events: list[HubEvent]
     ) -> None:
@@ -289,7 +426,7 @@ class HubState:
 
     def nodes(self) -> list[NodeView]:
         with self._lock:
-            return [replace(n) for _, n in sorted(self._nodes.items())]
+            return [replace(n, cameras=dict(n.cameras)) for _, n in sorted(self._nodes.items())]
 
     def alerts(self, limit: int | None = None) -> list[AlertRecord]:
         """Newest first (by arrival at the hub)."""
@@ -307,6 +444,25 @@ class HubState:
         with self._lock:
             return [replace(a) for a in self._alerts.values() if not a.acked]
 
+    def objects(self, limit: int | None = None, node: str | None = None) -> list[ObjectRecord]:
+        """Tracked objects, newest first (by their first message at the hub); of one node or
+        of all."""
+        with self._lock:
+            books = [self._objects.get(node, {})] if node is not None else self._objects.values()
+            newest: list[ObjectRecord] = []
+            for book in books:  # each book is in arrival order: its newest are at the end
+                newest += itertools.islice(reversed(book.values()), limit)
+            newest.sort(key=lambda o: o.order, reverse=True)
+            return [replace(o) for o in newest[:limit]]
+
+    def object(self, event_id: str) -> ObjectRecord | None:
+        with self._lock:
+            for book in self._objects.values():
+                rec = book.get(event_id)
+                if rec is not None:
+                    return replace(rec)
+            return None
+
     def garbage(self) -> tuple[dict[str, int], list[Garbage]]:
         """Malformed-message counts by reason, and the last few, newest last."""
         with self._lock:
@@ -316,12 +472,18 @@ class HubState:
         """Totals for the demo and --summary-json: alerts_unique, copies, duplicates, acked,
         pending, latency_{p50,p99,max}_ms (raised → received), ack_latency_{p50,p99,max}_ms
         (received → broker took our ack), seq_missing, malformed (+ _by_reason), ignored,
-        nodes, nodes_online, alerts_forgotten. Latencies are None when there is no data."""
+        nodes, nodes_online, alerts_forgotten. Latencies are None when there is no data.
+        Vision: events_received (copies included), event_duplicates, objects_seen (unique
+        event ids), objects_open (no `end` yet), objects_by_label, loitering (objects that
+        loitered anywhere), objects_forgotten (past MAX_OBJECTS per node; the counts above
+        are of the objects kept), cameras_online, cameras_offline, cameras_by_node
+        {node: {"online": n, "offline": n}} from each node's last heartbeat."""
         with self._lock:
             recs = list(self._alerts.values())
-            nodes = list(self._nodes.values())
+            nodes = [replace(n) for n in self._nodes.values()]
             garbage = dict(self._garbage)
             forgotten, ignored = self._forgotten, self._ignored
+            objects = self._object_counts()
         lat = [a.latency_ms for a in recs]
         ack_lat = [a.ack_latency_ms for a in recs if a.ack_latency_ms is not None]
         copies = sum(a.copies for a in recs)
@@ -344,5 +506,36 @@ class HubState:
             nodes=len(nodes),
             nodes_online=sum(1 for n in nodes if n.state == "online"),
             alerts_forgotten=forgotten,
+            **objects,
+        )
+        by_node = {
+            n.node_id: {"online": sum(c.online for c in n.cameras.values()),
+                        "offline": sum(not c.online for c in n.cameras.values())}
+            for n in sorted(nodes, key=lambda n: n.node_id) if n.cameras
+        }
+        out.update(
+            cameras_online=sum(c["online"] for c in by_node.values()),
+            cameras_offline=sum(c["offline"] for c in by_node.values()),
+            cameras_by_node=by_node,
         )
         return out
+
+    def _object_counts(self) -> dict[str, Any]:
+        """The summary's object figures; call with the lock held."""
+        by_label: Counter[str] = Counter()
+        seen = open_ = loitered = 0
+        for book in self._objects.values():
+            for o in book.values():
+                seen += 1
+                open_ += o.open
+                loitered += bool(o.loitered)
+                by_label[o.label] += 1
+        return {
+            "events_received": self._events_received,
+            "event_duplicates": self._event_duplicates,
+            "objects_seen": seen,
+            "objects_open": open_,
+            "objects_by_label": dict(sorted(by_label.items())),
+            "loitering": loitered,
+            "objects_forgotten": self._objects_forgotten,
+        }

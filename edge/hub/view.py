@@ -1,5 +1,6 @@
-"""How the hub console looks: the live rich view (nodes, alerts, malformed messages) and the
-one-line form of an event for --plain logs. Reads a HubState and draws; no I/O.
+"""How the hub console looks: the live rich view (nodes and their cameras, alerts, tracked
+objects, malformed messages) and the one-line form of an event for --plain logs. Reads a
+HubState and draws; no I/O.
 
 Every string that came over the network goes through printable() and into a rich Text, so
 a node (or anyone on the broker) cannot inject console markup or terminal escapes.
@@ -14,9 +15,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from edge.hub.state import AlertRecord, HubEvent, HubState, NodeView
+from edge.contract.payloads import CameraStats
+from edge.hub.state import AlertRecord, HubEvent, HubState, NodeView, ObjectRecord, duration
 
 ALERT_ROWS = 15  # the alerts table shows this many, newest first; `a N` counts in it
+OBJECT_ROWS = 5  # few: objects are context, alerts (a citizen's call) must stay on screen
 
 
 def printable(text: str, limit: int = 120) -> str:
@@ -32,12 +35,7 @@ def _hms(t: datetime) -> str:
 def _age(then: datetime | None, now: datetime) -> str:
     if then is None:
         return "never"
-    s = max(0, int((now - then).total_seconds()))
-    if s < 60:
-        return f"{s}s ago"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s ago"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m ago"
+    return f"{duration((now - then).total_seconds())} ago"
 
 
 def _int(value: int | None) -> str:
@@ -53,8 +51,9 @@ def _state_cell(node: NodeView) -> Text:
 
 
 def nodes_table(nodes: list[NodeView], now: datetime) -> Table:
+    # show_edge=False: no blank line above and below each table, so all fits 120x40
     t = Table(title="Nodes", title_justify="left", expand=True, box=box.SIMPLE_HEAD,
-              pad_edge=False, collapse_padding=True)
+              show_edge=False, pad_edge=False, collapse_padding=True)
     t.add_column("Node", no_wrap=True, min_width=6)
     t.add_column("State", min_width=7, max_width=14)
     t.add_column("Site", ratio=1, min_width=10, no_wrap=True, overflow="ellipsis")
@@ -88,8 +87,8 @@ def _ack_cell(a: AlertRecord) -> Text:
 
 def alerts_table(alerts: list[AlertRecord]) -> Table:
     t = Table(title="Alerts (newest first; 'a N' acks row N)", title_justify="left",
-              expand=True, box=box.SIMPLE_HEAD, pad_edge=False,
-              collapse_padding=True)
+              title_style="bold", expand=True, box=box.SIMPLE_HEAD, show_edge=False,
+              pad_edge=False, collapse_padding=True)
     t.add_column("#", justify="right", no_wrap=True, min_width=2)
     t.add_column("Raised", no_wrap=True, min_width=9)
     t.add_column("Node", no_wrap=True, min_width=6, overflow="ellipsis")
@@ -113,6 +112,82 @@ def alerts_table(alerts: list[AlertRecord]) -> Table:
     return t
 
 
+def _camera_cells(node: str, name: str, c: CameraStats) -> list[Text]:
+    if c.online:
+        state = Text("online", style="green")
+    else:
+        state = Text("OFFLINE", style="bold red")
+        if c.reason:
+            state.append(f" {printable(c.reason, 40)}", style="red")
+    restarts = sum(c.restarts.values())
+    which = ", ".join(f"{printable(w, 20)} {n}" for w, n in sorted(c.restarts.items()) if n)
+    return [
+        Text(node, style="bold"), Text(printable(name, 20)), state,
+        Text(f"{c.capture_fps:.1f}/{c.processed_fps:.1f} fps"),
+        Text(f"skipped {c.skipped_frames}"),
+        Text(f"{c.inference_ms:.0f} ms ×{c.inferences_per_frame:.1f}"),
+        Text(f"{c.events_per_min:.1f} ev/min"),
+        Text(f"restarts {restarts}" + (f" ({which})" if which else ""),
+             style="yellow" if restarts else ""),
+    ]
+
+
+def cameras_table(nodes: list[NodeView]) -> Table | None:
+    """One row per camera, as in its node's last heartbeat; None when no node has cameras
+    (an alarm-only pole), so the screen spends no line on it."""
+    rows = [_camera_cells(n.node_id, name, c)
+            for n in nodes for name, c in sorted(n.cameras.items())]
+    if not rows:
+        return None
+    # no header: each cell carries its unit; the title says how to read the ms column
+    t = Table(title="Cameras (fps captured/processed, inference ms × per frame)",
+              title_justify="left", show_header=False, box=None, pad_edge=False,
+              collapse_padding=True)
+    t.add_column("Node", no_wrap=True, overflow="ellipsis")
+    t.add_column("Camera", no_wrap=True, overflow="ellipsis")
+    t.add_column("State", no_wrap=True, overflow="ellipsis", max_width=40)
+    for justify in ("right", "right", "right", "right"):
+        t.add_column(justify=justify, no_wrap=True)
+    t.add_column("Restarts", no_wrap=True, overflow="ellipsis", max_width=40)
+    for cells in rows:
+        t.add_row(*cells)
+    return t
+
+
+def _object_state(o: ObjectRecord) -> Text:
+    cell = (Text(f"open {duration(o.seen_s)}", style="bold") if o.open
+            else Text(f"ended {duration(o.seen_s)}", style="dim"))
+    if o.loitering:
+        cell.append(f" LOITERING {printable(', '.join(o.loitering), 30)}", style="bold yellow")
+    elif o.loitered:
+        cell.append(" loitered", style="yellow")
+    if o.stationary and o.open:
+        cell.append(" stationary", style="yellow")
+    return cell
+
+
+def objects_table(objects: list[ObjectRecord]) -> Table:
+    t = Table(title="Objects seen (newest first)", title_justify="left", expand=True,
+              box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
+              style="dim")
+    t.add_column("Seen", no_wrap=True, min_width=9)  # first seen, by the pole's clock
+    t.add_column("Node", no_wrap=True, min_width=6, overflow="ellipsis")
+    t.add_column("Camera", no_wrap=True, max_width=16, overflow="ellipsis")
+    t.add_column("Label", no_wrap=True, max_width=12, overflow="ellipsis")
+    t.add_column("Track", justify="right", no_wrap=True)
+    t.add_column("Zones", ratio=1, min_width=8, no_wrap=True, overflow="ellipsis")  # in order
+    t.add_column("State", no_wrap=True, max_width=50, overflow="ellipsis")
+    for o in objects:
+        t.add_row(
+            _hms(o.started), Text(o.node), Text(printable(o.camera, 16)),
+            Text(printable(o.label, 12)), f"#{o.track}",
+            Text(printable(", ".join(o.zones_seen), 60) or "-"), _object_state(o),
+        )
+    if not objects:
+        t.caption = "no object reported yet"
+    return t
+
+
 def garbage_line(state: HubState) -> Text:
     counts, recent = state.garbage()
     if not counts:
@@ -128,11 +203,20 @@ def garbage_line(state: HubState) -> Text:
 def render(
     state: HubState, alerts: list[AlertRecord], *, now: datetime, header: str, notice: str
 ) -> RenderableType:
-    """The whole screen: header, nodes, alerts, malformed messages, operator hints."""
+    """The whole screen: header, nodes and their cameras, alerts, tracked objects, malformed
+    messages, operator hints. Alerts come before objects: if the terminal is too short, rich
+    cuts the bottom, and a citizen's call matters most."""
+    nodes = state.nodes()
     parts: list[RenderableType] = [
         Text(f"{header}   {_hms(now)} UTC", style="bold"),
-        nodes_table(state.nodes(), now),
+        nodes_table(nodes, now),
+    ]
+    cameras = cameras_table(nodes)
+    if cameras is not None:
+        parts.append(cameras)
+    parts += [
         alerts_table(alerts),
+        objects_table(state.objects(OBJECT_ROWS)),
         garbage_line(state),
     ]
     if notice:

@@ -1,5 +1,6 @@
 """What the hub knows, from the messages it receives: alerts once however often they come,
-acks for every copy, gaps in a pole's sequence, and garbage counted but never fatal."""
+acks for every copy, gaps in a pole's sequence, garbage counted but never fatal, and the
+objects a pole's cameras tracked, told once per change however often a message arrives."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from edge.contract.payloads import (
     Ack,
     Alert,
     AlertKind,
+    CameraStats,
+    Event,
+    EventPhase,
     Heartbeat,
     LinkStats,
     Location,
@@ -19,7 +23,8 @@ from edge.contract.payloads import (
     Status,
 )
 from edge.contract.topics import NodeTopics
-from edge.hub.state import GARBAGE_KEPT, HubEvent, HubState, percentile
+from edge.hub import state as hub_state
+from edge.hub.state import GARBAGE_KEPT, HubEvent, HubState, duration, percentile
 from edge.ids import uuid7
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -256,3 +261,288 @@ def test_many_threads_receiving_at_once_lose_no_count() -> None:
         t.join()
     summary = s.summary()
     assert (summary["alerts_unique"], summary["copies"], summary["malformed"]) == (50, 200, 200)
+
+
+# --- vision: tracked objects and camera stats ---
+
+
+def make_event(
+    event_id: str, phase: str, seconds: float, *, node: str = "pole-1", track: int = 12,
+    label: str = "person", zones: tuple[str, ...] = (), entered: tuple[str, ...] = (),
+    left: tuple[str, ...] = (), loitering: tuple[str, ...] = (), stationary: bool = False,
+    snapshot: str | None = None,
+) -> Event:
+    """One message of an object first seen at T0, sent `seconds` later."""
+    return Event(
+        id=event_id, node=node, camera="street", phase=EventPhase(phase), track=track,
+        label=label, score=0.81, box=(0.1, 0.2, 0.3, 0.6), zones=list(zones),
+        entered=list(entered), left=list(left), dwell_s=dict.fromkeys(zones, seconds),
+        loitering=list(loitering), stationary=stationary, started=T0,
+        time=T0 + timedelta(seconds=seconds), snapshot=snapshot,
+    )
+
+
+def send(s: HubState, ev: Event) -> list[str]:
+    return s.receive(NodeTopics(ev.node).event, ev.to_bytes(), ev.time + timedelta(seconds=0.2))
+
+
+def make_camera(online: bool = True, restarts: int = 0) -> CameraStats:
+    return CameraStats(
+        online=online, reason="" if online else "no frames", capture_fps=15.0,
+        processed_fps=5.0, skipped_frames=300, inferences_per_frame=1.2, inference_ms=38.0,
+        events_per_min=2.0, restarts={"camera": restarts, "detection": 0},
+    )
+
+
+def make_heartbeat(cameras: dict[str, CameraStats], node: str = "pole-1") -> Heartbeat:
+    return Heartbeat(
+        node=node, time=T0, uptime_s=60, outbox=OutboxStats(pending=0, unacked=0),
+        link=LinkStats(connects=1, disconnects=0, connected_since=T0), inputs={},
+        counters={}, cameras=cameras,
+    )
+
+
+def test_a_person_loitering_at_the_school_gate_is_one_object_told_in_a_few_lines() -> None:
+    lines: list[HubEvent] = []
+    s = HubState(on_event=lines.append)
+    eid = uuid7()
+    assert send(s, make_event(eid, "new", 0)) == []  # events are never acked
+    send(s, make_event(eid, "update", 4, zones=("school_gate",), entered=("school_gate",)))
+    send(s, make_event(eid, "update", 34, zones=("school_gate",)))  # periodic: nothing new
+    send(s, make_event(eid, "update", 64, zones=("school_gate",), loitering=("school_gate",)))
+    send(s, make_event(eid, "update", 70, zones=("school_gate",), loitering=("school_gate",),
+                       stationary=True))
+    send(s, make_event(eid, "end", 95, left=("school_gate",), loitering=("school_gate",),
+                       snapshot=f"street/{eid}.jpg"))
+
+    assert [(e.kind, e.text) for e in lines] == [
+        ("object_new", "pole-1 street: person #12 appeared"),
+        ("object_upd", "pole-1 street: person #12 entered school_gate"),
+        ("object_upd", "pole-1 street: person #12 loitering in school_gate"),
+        ("object_upd", "pole-1 street: person #12 stationary"),
+        ("object_end", "pole-1 street: person #12 gone after 1m35s"),
+    ]
+    assert all(e.node == "pole-1" for e in lines)
+    rec = s.object(eid)
+    assert rec is not None
+    assert (rec.node, rec.camera, rec.label, rec.track) == ("pole-1", "street", "person", 12)
+    assert (rec.first_phase, rec.last_phase, rec.open) == ("new", "end", False)
+    assert rec.zones == () and rec.zones_seen == ("school_gate",)
+    assert rec.loitered == ("school_gate",) and rec.stationary is False
+    assert (rec.started, rec.last_time) == (T0, T0 + timedelta(seconds=95))
+    assert rec.seen_s == 95
+    assert rec.snapshot == f"street/{eid}.jpg"
+    assert (rec.messages, rec.duplicates) == (6, 0)
+    assert rec.received_at == T0 + timedelta(seconds=0.2)  # the hub's clock, first message
+
+
+def test_a_new_object_in_a_zone_says_where_it_appeared_and_all_changes_fit_one_line() -> None:
+    lines: list[HubEvent] = []
+    s = HubState(on_event=lines.append)
+    eid = uuid7()
+    send(s, make_event(eid, "new", 0, track=3, label="car", zones=("road", "crossing")))
+    send(s, make_event(eid, "update", 2, track=3, label="car", zones=("bus_stop",),
+                       entered=("bus_stop",), left=("road", "crossing"),
+                       loitering=("bus_stop",), stationary=True))
+    assert [e.text for e in lines] == [
+        "pole-1 street: car #3 appeared in road, crossing",
+        "pole-1 street: car #3 entered bus_stop; left road, crossing; "
+        "loitering in bus_stop; stationary",
+    ]
+    rec = s.object(eid)
+    assert rec is not None and rec.zones_seen == ("road", "crossing", "bus_stop")
+
+
+def test_a_redelivered_event_is_counted_not_applied_twice() -> None:
+    lines: list[HubEvent] = []
+    s = HubState(on_event=lines.append)
+    eid = uuid7()
+    new = make_event(eid, "new", 0, zones=("school_gate",))
+    entered = make_event(eid, "update", 5, zones=("school_gate", "road"), entered=("road",))
+    for ev in (new, new, entered, new, entered):  # QoS 1 may resend after a reconnect
+        send(s, ev)
+    assert [e.kind for e in lines] == ["object_new", "object_upd"]
+    rec = s.object(eid)
+    assert rec is not None and (rec.messages, rec.duplicates) == (5, 3)
+    assert rec.last_phase == "update" and rec.zones == ("school_gate", "road")
+    summary = s.summary()
+    assert (summary["events_received"], summary["event_duplicates"]) == (5, 3)
+    assert (summary["objects_seen"], summary["objects_open"]) == (1, 1)
+
+
+def test_a_late_update_does_not_reopen_an_object_that_ended() -> None:
+    lines: list[HubEvent] = []
+    s = HubState(on_event=lines.append)
+    eid = uuid7()
+    send(s, make_event(eid, "new", 0))
+    send(s, make_event(eid, "end", 30))
+    send(s, make_event(eid, "update", 10, zones=("road",), entered=("road",), stationary=True))
+    rec = s.object(eid)
+    assert rec is not None
+    assert (rec.last_phase, rec.open, rec.stationary) == ("end", False, False)
+    assert rec.last_time == T0 + timedelta(seconds=30)
+    assert rec.zones_seen == ("road",)  # where it went still counts
+    assert rec.messages == 3 and rec.duplicates == 0
+    assert [e.kind for e in lines] == ["object_new", "object_end"]
+
+
+def test_a_console_that_joins_late_keeps_an_object_first_heard_mid_story() -> None:
+    lines: list[HubEvent] = []
+    s = HubState(on_event=lines.append)
+    eid = uuid7()
+    send(s, make_event(eid, "update", 40, zones=("road",), loitering=("road",)))
+    rec = s.object(eid)
+    assert rec is not None and (rec.first_phase, rec.open, rec.loitered) == (
+        "update", True, ("road",))
+    assert [e.text for e in lines] == ["pole-1 street: person #12 loitering in road"]
+    send(s, make_event(eid, "end", 50))
+    assert lines[-1].text == "pole-1 street: person #12 gone after 50s"  # from when it started
+
+
+def test_summary_counts_objects_by_label_open_and_loitering() -> None:
+    s = HubState()
+    people = [uuid7() for _ in range(3)]
+    car = uuid7()
+    for i, eid in enumerate(people):
+        send(s, make_event(eid, "new", i, track=i))
+    send(s, make_event(car, "new", 0, track=9, label="car"))
+    send(s, make_event(people[0], "update", 70, loitering=("school_gate",),
+                       zones=("school_gate",)))
+    send(s, make_event(people[0], "end", 80))  # ended: it still loitered
+    send(s, make_event(people[1], "end", 5))
+    summary = s.summary()
+    assert summary["events_received"] == 7 and summary["event_duplicates"] == 0
+    assert summary["objects_seen"] == 4
+    assert summary["objects_open"] == 2
+    assert summary["objects_by_label"] == {"car": 1, "person": 3}
+    assert summary["loitering"] == 1
+    assert summary["objects_forgotten"] == 0
+
+
+def test_summary_without_events_or_cameras_counts_zero() -> None:
+    summary = HubState().summary()
+    assert (summary["events_received"], summary["objects_seen"], summary["loitering"]) == (0, 0, 0)
+    assert summary["objects_by_label"] == {}
+    assert (summary["cameras_online"], summary["cameras_offline"]) == (0, 0)
+    assert summary["cameras_by_node"] == {}
+
+
+def test_objects_are_listed_newest_first_across_nodes() -> None:
+    s = HubState()
+    order = [("pole-1", uuid7()), ("pole-2", uuid7()), ("pole-1", uuid7()), ("pole-2", uuid7())]
+    for i, (node, eid) in enumerate(order):
+        send(s, make_event(eid, "new", i, node=node, track=i))
+    newest = [eid for _, eid in reversed(order)]
+    assert [o.event_id for o in s.objects()] == newest
+    assert [o.event_id for o in s.objects(limit=3)] == newest[:3]
+    assert [o.event_id for o in s.objects(node="pole-2")] == [order[3][1], order[1][1]]
+    assert s.objects(node="pole-9") == []
+    assert s.object(uuid7()) is None
+
+
+def test_readers_get_copies_of_objects_and_cameras() -> None:
+    s = HubState()
+    eid = uuid7()
+    send(s, make_event(eid, "new", 0))
+    s.receive(POLE.telemetry, make_heartbeat({"street": make_camera()}).to_bytes(), T0)
+    copy = s.objects()[0]
+    copy.last_phase = "end"
+    s.nodes()[0].cameras.clear()
+    rec = s.object(eid)
+    assert rec is not None and rec.open
+    assert list(s.nodes()[0].cameras) == ["street"]
+
+
+def test_objects_are_bounded_per_node_so_a_busy_street_cannot_push_out_a_quiet_pole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_state, "MAX_OBJECTS", 3)
+    s = HubState()
+    quiet = uuid7()
+    send(s, make_event(quiet, "new", 0, node="pole-2"))
+    busy = [uuid7() for _ in range(5)]
+    for i, eid in enumerate(busy):
+        send(s, make_event(eid, "new", i, track=i))
+    assert [o.event_id for o in s.objects(node="pole-1")] == busy[:1:-1]  # the last three
+    assert s.object(busy[0]) is None and s.object(quiet) is not None
+    summary = s.summary()
+    assert (summary["objects_seen"], summary["objects_forgotten"]) == (4, 2)
+    assert summary["events_received"] == 6
+
+
+def test_a_forgotten_object_heard_again_is_kept_again_without_raising(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_state, "MAX_OBJECTS", 1)
+    s = HubState()
+    first, second = uuid7(), uuid7()
+    send(s, make_event(first, "new", 0))
+    send(s, make_event(second, "new", 1))
+    send(s, make_event(first, "end", 9))
+    rec = s.object(first)
+    assert rec is not None and (rec.first_phase, rec.last_phase, rec.messages) == ("end", "end", 1)
+    assert s.summary()["objects_forgotten"] == 2
+
+
+EVENT_GARBAGE = [
+    (b"{not json", "json"),
+    (b'{"v": 1, "id": "x"}', "schema"),
+    (make_event(uuid7(), "new", 0).to_bytes().replace(b'"new"', b'"born"'), "schema"),
+    (make_event(uuid7(), "new", 0).to_bytes().replace(b'"score":0.81', b'"score":7'), "schema"),
+    (make_event(uuid7(), "new", 0).to_bytes().replace(b'"v":1,', b'"v":1,"colour":"red",'),
+     "schema"),
+    (make_event(uuid7(), "new", 0, node="pole-2").to_bytes(), "node_mismatch"),
+]
+
+
+def test_malformed_events_are_garbage_and_make_no_object() -> None:
+    lines: list[HubEvent] = []
+    s = HubState(on_event=lines.append)
+    for payload, _ in EVENT_GARBAGE:
+        assert s.receive(POLE.event, payload, T0) == []
+    counts, _ = s.garbage()
+    assert counts == {"json": 1, "schema": 4, "node_mismatch": 1}
+    assert s.objects() == []
+    assert {e.kind for e in lines} == {"garbage"}
+    summary = s.summary()
+    assert (summary["events_received"], summary["objects_seen"]) == (0, 0)
+    assert summary["ignored"] == 0  # event is a leaf the hub reads now
+
+
+def test_a_hostile_node_cannot_make_a_huge_log_line() -> None:
+    lines: list[HubEvent] = []
+    s = HubState(on_event=lines.append)
+    send(s, make_event(uuid7(), "new", 0, zones=tuple(f"zone-{i}" for i in range(10_000))))
+    assert len(lines[0].text) <= hub_state.TEXT_LIMIT
+
+
+def test_heartbeats_keep_each_cameras_latest_stats() -> None:
+    s = HubState()
+    s.receive(POLE.telemetry, make_heartbeat(
+        {"street": make_camera(), "gate": make_camera(online=False, restarts=2)}).to_bytes(), T0)
+    s.receive(NodeTopics("pole-2").telemetry,
+              make_heartbeat({"yard": make_camera()}, node="pole-2").to_bytes(), T0)
+    by_node = {n.node_id: n.cameras for n in s.nodes()}
+    assert by_node["pole-1"]["gate"] == make_camera(online=False, restarts=2)
+    assert by_node["pole-1"]["street"].processed_fps == 5.0
+    summary = s.summary()
+    assert (summary["cameras_online"], summary["cameras_offline"]) == (2, 1)
+    assert summary["cameras_by_node"] == {
+        "pole-1": {"online": 1, "offline": 1}, "pole-2": {"online": 1, "offline": 0}}
+
+    # the gate camera came back and the street camera was removed from the pole's config
+    s.receive(POLE.telemetry, make_heartbeat({"gate": make_camera()}).to_bytes(), T0)
+    assert s.nodes()[0].cameras == {"gate": make_camera()}
+    assert s.summary()["cameras_by_node"]["pole-1"] == {"online": 1, "offline": 0}
+
+
+def test_a_heartbeat_from_an_alarm_only_pole_has_no_cameras() -> None:
+    s = HubState()
+    s.receive(POLE.telemetry, make_heartbeat({}).to_bytes(), T0)
+    assert s.nodes()[0].cameras == {}
+    assert s.summary()["cameras_by_node"] == {}
+
+
+def test_duration_reads_like_a_person_would_say_it() -> None:
+    assert [duration(x) for x in (-3, 0, 59.9, 60, 95, 3599, 3600, 3720)] == [
+        "0s", "0s", "59s", "1m00s", "1m35s", "59m59s", "1h00m", "1h02m"]

@@ -8,7 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
-from edge.contract.payloads import Alert, AlertKind, Location, Status
+from edge.contract.payloads import (
+    Alert,
+    AlertKind,
+    CameraStats,
+    Event,
+    EventPhase,
+    Heartbeat,
+    LinkStats,
+    Location,
+    OutboxStats,
+    Status,
+)
 from edge.contract.topics import NodeTopics
 from edge.hub import view
 from edge.hub.state import HubEvent, HubState
@@ -45,6 +56,8 @@ def test_hostile_strings_from_a_pole_are_shown_literally() -> None:
 def test_an_empty_hub_says_so() -> None:
     text = draw(HubState())
     assert "no node heard yet" in text and "no alert yet" in text
+    assert "no object reported yet" in text
+    assert "Cameras" not in text  # no line spent on cameras nobody reported
     assert "malformed messages: none" in text
 
 
@@ -61,3 +74,107 @@ def test_event_lines_are_one_printable_line() -> None:
 def test_printable_cuts_long_text() -> None:
     assert view.printable("abcdef", 4) == "abc…"
     assert view.printable("a\tb", 10) == "a?b"
+
+
+def camera(online: bool = True, *, restarts: int = 0, reason: str = "") -> CameraStats:
+    return CameraStats(
+        online=online, reason=reason, capture_fps=15.0, processed_fps=4.8, skipped_frames=1234,
+        inferences_per_frame=1.3, inference_ms=38.2, events_per_min=4.0,
+        restarts={"camera": restarts, "detection": 0},
+    )
+
+
+def heartbeat(cameras: dict[str, CameraStats]) -> bytes:
+    return Heartbeat(
+        node="pole-1", time=T0, uptime_s=60, outbox=OutboxStats(pending=0, unacked=0),
+        link=LinkStats(connects=1, disconnects=0, connected_since=T0), inputs={}, counters={},
+        cameras=cameras,
+    ).to_bytes()
+
+
+def event(event_id: str, phase: str, seconds: float, track: int, **fields: object) -> bytes:
+    body: dict[str, object] = {
+        "id": event_id, "node": "pole-1", "camera": "street", "phase": EventPhase(phase),
+        "track": track, "label": "person", "score": 0.8, "box": (0.1, 0.1, 0.2, 0.4),
+        "zones": [], "entered": [], "left": [], "dwell_s": {}, "loitering": [],
+        "stationary": False, "started": T0, "time": T0 + timedelta(seconds=seconds),
+    }
+    return Event.model_validate(body | fields).to_bytes()
+
+
+def busy_pole(alerts: int = 15, objects: int = 7) -> HubState:
+    """One pole with two cameras (one down), a full alerts table and more objects than rows."""
+    s = HubState()
+    s.receive(POLE.status, Status(node="pole-1", state="online", time=T0, boot="b",
+                                  version="0.4.0", site="Main St 1").to_bytes(), T0)
+    s.receive(POLE.telemetry, heartbeat(
+        {"street": camera(), "gate": camera(False, restarts=2, reason="no frames")}), T0)
+    for seq in range(1, alerts + 1):
+        s.receive(POLE.alert, Alert(
+            id=uuid7(), seq=seq, node="pole-1", kind=AlertKind.CALL, source="call_button",
+            time=T0, clock_synced=True, site="Main St 1", location=Location(lat=0, lon=0),
+        ).to_bytes(), T0)
+    ids = [uuid7() for _ in range(objects)]
+    for track, eid in enumerate(ids, start=10):
+        s.receive(POLE.event, event(eid, "new", track, track), T0)
+    s.receive(POLE.event, event(ids[-1], "update", 80, 10 + objects - 1, zones=["school_gate"],
+                                entered=["school_gate"], loitering=["school_gate"]), T0)
+    s.receive(POLE.event, event(ids[-2], "update", 81, 10 + objects - 2, zones=["road"],
+                                entered=["road"], stationary=True), T0)
+    s.receive(POLE.event, event(ids[-3], "end", 42, 10 + objects - 3), T0)
+    return s
+
+
+def screen(state: HubState, width: int = 120) -> list[str]:
+    console = Console(record=True, width=width, height=40, file=io.StringIO())
+    console.print(view.render(state, state.alerts(view.ALERT_ROWS), now=T0 + timedelta(minutes=2),
+                              header="hub", notice="acking 1 pending alert(s)"))
+    return console.export_text().splitlines()
+
+
+def test_the_screen_shows_cameras_and_the_newest_objects_below_the_alerts() -> None:
+    lines = screen(busy_pole())
+    text = "\n".join(lines)
+    cams = {line.split()[1]: line for line in lines if line.startswith("pole-1 ")
+            and line.split()[1] in ("street", "gate")}
+    assert "online" in cams["street"] and "15.0/4.8 fps" in cams["street"]
+    assert "38 ms ×1.3" in cams["street"] and "4.0 ev/min" in cams["street"]
+    assert "restarts 0" in cams["street"] and "skipped 1234" in cams["street"]
+    assert "OFFLINE no frames" in cams["gate"] and "restarts 2 (camera 2)" in cams["gate"]
+
+    rows = [line for line in lines if " #" in line and "person" in line]
+    assert [row.split("#")[1].split()[0] for row in rows] == ["16", "15", "14", "13", "12"]
+    assert "school_gate" in rows[0] and "LOITERING school_gate" in rows[0]
+    assert "road" in rows[1] and "stationary" in rows[1] and "open 1m21s" in rows[1]
+    assert "ended 42s" in rows[2]
+
+    titles = [text.index(t) for t in ("Nodes", "Cameras", "Alerts", "Objects seen", "malformed")]
+    assert titles == sorted(titles)  # alerts before objects: a short terminal cuts the bottom
+
+
+def test_a_busy_pole_fits_a_120_by_40_terminal() -> None:
+    lines = screen(busy_pole())
+    assert len(lines) <= 40
+    assert all(len(line.rstrip()) <= 120 for line in lines)
+    assert sum(line.rstrip().endswith("pending") for line in lines) == view.ALERT_ROWS
+    assert lines[-1] == "acking 1 pending alert(s)"  # the operator's reply is still on screen
+
+
+def test_hostile_strings_in_vision_messages_are_shown_literally() -> None:
+    s = HubState()
+    s.receive(POLE.telemetry, heartbeat({HOSTILE: camera(False, reason=HOSTILE)}), T0)
+    s.receive(POLE.event, event(uuid7(), "new", 0, 1, camera=HOSTILE, label=HOSTILE,
+                                zones=[HOSTILE], loitering=[HOSTILE]), T0)
+    text = draw(s)
+    assert "\x1b" not in text and "\x07" not in text
+    assert text.count("[/oops]") >= 3  # camera row, objects row, the notice
+
+
+def test_object_lines_are_one_printable_line() -> None:
+    seen: list[HubEvent] = []
+    s = HubState(on_event=seen.append)
+    s.receive(POLE.event, event(uuid7(), "new", 0, 7, camera="a\nb\x1b[31m", zones=["x" * 900]),
+              T0)
+    (line,) = [view.event_line(ev) for ev in seen]
+    assert line.startswith("2025-03-01T12:00:00.000Z OBJECT_NEW   pole-1 a?b?[31m: person #7")
+    assert "\n" not in line and "\x1b" not in line and len(line) < 500
