@@ -27,8 +27,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from drivers.backoff import Backoff
 from edge import clock
-from edge.backoff import Backoff
 from edge.config.model import HubSection, TlsSection
 
 log = logging.getLogger(__name__)
