@@ -22,11 +22,20 @@ from drivers.platform.watchdog import ServiceNotifier
 from edge import __version__, clock
 from edge.alarm import AlarmPath
 from edge.config.model import NodeConfig
-from edge.contract.payloads import AlertKind, Heartbeat, LinkStats, OutboxStats, Status
+from edge.contract.payloads import (
+    AlertKind,
+    Event,
+    EventPhase,
+    Heartbeat,
+    LinkStats,
+    OutboxStats,
+    Status,
+)
 from edge.contract.topics import NodeTopics
 from edge.outbox import Outbox, OutboxError
 from edge.telemetry import Counters
 from edge.uplink import Uplink
+from edge.vision.events import VisionEvent
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +88,11 @@ class Node:
         self.simulator = (
             PinSimulator(self.pins, str(g.simulator_socket)) if g.simulator_socket else None
         )
+        self.vision = None
+        if cfg.cameras:
+            from edge.vision.supervisor import VisionSupervisor  # numpy/OpenCV only if needed
+
+            self.vision = VisionSupervisor(cfg, self._on_vision_event, self.counters)
 
     # --- GPIO callbacks (run in the thread that saw the edge) ---
 
@@ -104,6 +118,25 @@ class Node:
     def _on_ack(self, topic: str, payload: bytes) -> None:
         self.alarm.on_ack_message(topic, payload)
 
+    def _on_vision_event(self, ev: VisionEvent) -> None:
+        """From the vision supervisor's thread: one tracked object's news, to the hub."""
+        payload = Event(
+            id=ev.event_id, node=self.cfg.node.id, camera=ev.camera,
+            phase=EventPhase(ev.phase), track=ev.track_id, label=ev.label,
+            score=round(ev.score, 3), box=tuple(round(v, 4) for v in ev.box),  # type: ignore[arg-type]
+            zones=list(ev.zones), entered=list(ev.entered), left=list(ev.left),
+            dwell_s={k: round(v, 1) for k, v in ev.dwell_s.items()},
+            loitering=list(ev.loitering), stationary=ev.stationary,
+            started=ev.started_at, time=ev.time, snapshot=ev.snapshot,
+        )
+        self.uplink.publish(self.topics.event, payload.to_bytes(), qos=1,
+                            on_done=self._event_done)
+
+    def _event_done(self, ok: bool, reason: str) -> None:
+        self.counters.inc("events_delivered" if ok else "events_refused")
+        if not ok:
+            log.warning("hub refused a vision event: %s", reason)
+
     # --- payloads ---
 
     def _status(self, state: str, reason: str = "") -> bytes:
@@ -123,6 +156,7 @@ class Node:
                            connected_since=link.connected_since),
             inputs={i.name: i.is_active for i in self.inputs},
             counters=self.counters.snapshot(),
+            cameras=self.vision.stats() if self.vision else {},
         )
 
     # --- main loop ---
@@ -133,6 +167,8 @@ class Node:
             reason = "uplink thread died"
         elif clock.monotonic() - self.uplink.loop_beat > LOOP_STALL_S:
             reason = "uplink loop stalled"
+        elif self.vision is not None and not self.vision.alive():
+            reason = "vision supervisor thread died"
         else:
             try:
                 self.outbox.probe()
@@ -150,6 +186,8 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.uplink.start()
+        if self.vision is not None:
+            self.vision.start()
         self.alarm.resume()
         self.alarm.show_state()
         self.notifier.ready(f"node {self.cfg.node.id} up")
@@ -205,6 +243,8 @@ class Node:
                 self.alarm.handle(self.alarm.events.get_nowait())
             except queue.Empty:
                 break
+        if self.vision is not None:
+            self.vision.stop()  # before the uplink: the workers' last `end` events go out
         self.uplink.stop()
         if self.simulator is not None:
             self.simulator.close()

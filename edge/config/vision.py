@@ -60,6 +60,21 @@ class CameraSection(Section):
         default=False, description="Run the detector on every whole frame (no motion gating)"
     )
 
+    @field_validator("labels")
+    @classmethod
+    def _coco(cls, value: list[str]) -> list[str]:
+        from edge.detectors.tflite_cpu import load_labels
+
+        known = set(load_labels().values()) - {"(unused)"}
+        unknown = [label for label in value if label not in known]
+        if unknown:
+            raise ValueError(
+                f"not COCO labels: {', '.join(unknown)} (e.g. person, car, bus, truck, bicycle)"
+            )
+        if not value:
+            raise ValueError("list at least one label (person, car, ...)")
+        return value
+
     @model_validator(mode="after")
     def _zones_unique(self) -> CameraSection:
         names = [z.name for z in self.zones]

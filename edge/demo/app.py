@@ -25,6 +25,7 @@ from rich.segment import Segment, Segments
 from rich.style import Style
 
 from edge.config import ConfigError, load_config
+from edge.demo.footage import FootageError, vtest_path
 from edge.demo.pole import START_TIMEOUT_S, DemoError, Pole
 from edge.demo.script import FAST, FULL, NARRATION_LINES, Narration, Pace, Script
 from edge.demo.summary import print_summary, summarize
@@ -35,6 +36,7 @@ DIM = Style(dim=True)
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "docs" / "config" / "demo-node.yaml"
 OPERATOR = "demo-dispatch"
+VIDEO_PLACEHOLDER = "vtest.avi"  # in the demo config: replaced by the fetched file's path
 SOCKET_MAX = 100  # unix socket paths are limited to ~108 bytes; the simulator adds ".new"
 
 
@@ -47,6 +49,13 @@ def write_config(workdir: Path, broker: LocalBroker) -> Path:
     data["hub"].update(host=broker.host, port=broker.port)
     data["gpio"]["simulator_socket"] = str(workdir / "pins.sock")
     data["data_dir"] = str(workdir / "data")
+    try:
+        video = vtest_path()
+    except FootageError as e:
+        raise DemoError(f"cannot get the sample street video: {e}") from e
+    for camera in data.get("cameras", []):
+        if camera["url"] == VIDEO_PLACEHOLDER:
+            camera["url"] = str(video)
     path = workdir / "node.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -29,6 +29,7 @@ NARRATION_LINES = 8
 STEP_TIMEOUT_S = 10.0  # one press → alert acked at the hub, link up
 RETURN_TIMEOUT_S = 30.0  # the outage call, after the broker is back and both clients reconnect
 FINAL_TIMEOUT_S = 15.0
+CAMERA_TIMEOUT_S = 60.0  # node start → the first tracked objects at the hub (model load, spawn)
 
 LED_MEANING = {
     "steady": "LED steady: hub acknowledged, help is coming",
@@ -86,8 +87,11 @@ class Script:
         self.pole, self.broker, self.hub, self.story, self.pace = pole, broker, hub, story, pace
         self.presses = self.tamper_trips = 0
         self.outage_call: AlertRecord | None = None
+        self.cameras = [c.name for c in pole.cfg.cameras]
 
     def run(self) -> None:
+        if self.cameras:
+            self.watch_street()
         self.call("a citizen at the bus stop")
         self.pause(self.pace.between_calls_s)
         self.call("a second citizen")
@@ -167,6 +171,20 @@ class Script:
                        f"{time.monotonic() - pressed:.1f} s after the press, once, and was "
                        "acknowledged", "green")
         self.show_led(expected="steady")
+
+    def watch_street(self) -> None:
+        """The camera's first objects: proof the pipeline runs before the calls start."""
+        self.story.say(f"camera {', '.join(self.cameras)} watches the street (sample video): "
+                       "detection runs in worker processes", "bold")
+        seen = self.wait_for(lambda: self.hub.state.summary()["objects_seen"] >= 2,
+                             CAMERA_TIMEOUT_S)
+        if not seen:
+            self.story.say(f"no objects from the camera within {CAMERA_TIMEOUT_S:.0f} s",
+                           "bold red")
+            return
+        labels = self.hub.state.summary()["objects_by_label"]
+        self.story.say("hub sees tracked objects: " + ", ".join(
+            f"{n} {label}" for label, n in sorted(labels.items())), "green")
 
     def finish(self) -> bool:
         """Wait (bounded) until every press and trip is at the hub and acknowledged."""

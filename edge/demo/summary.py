@@ -35,6 +35,8 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
         ("latency raised → hub p50/p99/max", ms("latency")),
         ("ack latency hub → broker p50/p99/max", ms("ack_latency")),
         ("malformed messages", str(s["malformed"])),
+        ("objects seen by the camera", _objects(s)),
+        ("events received (new/update/end)", str(s["events_received"])),
         ("node exit code", "-" if node_exit is None else str(node_exit)),
     ]
     missing = []
@@ -48,9 +50,16 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
         missing.append(f"{s['alerts_unique'] - s['acked']} alert(s) never acknowledged")
     if s["seq_missing"]:
         missing.append(f"{s['seq_missing']} sequence number(s) never received")
+    if script.cameras and not s["objects_seen"]:
+        missing.append("the camera pipeline reported no objects")
     if node_exit != 0:
         missing.append(f"the node exited with {node_exit} instead of 0")
     return rows, missing
+
+
+def _objects(s: dict[str, Any]) -> str:
+    by_label = ", ".join(f"{n} {label}" for label, n in sorted(s["objects_by_label"].items()))
+    return f"{s['objects_seen']}  ({by_label or 'none'}; {s['loitering']} loitered)"
 
 
 def print_summary(rows: list[tuple[str, str]], plain: bool, out: Console) -> None:
