@@ -31,6 +31,7 @@ from edge.vision.tracker import Track
 
 # Frame times are sums of float steps: 0.7 - 0.3 must count as 0.4.
 _EPS = 1e-6
+LOOKS = ("new motion", "unconfirmed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,6 @@ class GatingPolicy:
     refresh_s: float = 5.0
     interval_s: float = 0.5
     look_gap_s: float = 0.2
-    scene_change_fraction: float = 0.5
     region_margin: float = 0.25
     max_regions: int = 2
     max_region_area_fraction: float = 0.6
@@ -50,6 +50,14 @@ class GatingPolicy:
     # Slower than this (box sizes per second) a track needs no sweeps of its own.
     still_speed: float = 0.05
     looks: tuple[str, ...] = ("new motion", "unconfirmed")
+    # An unconfirmed track seen with a lower score waits for the next sweep: with a low
+    # detector threshold, faint false alarms would otherwise each cost a look.
+    look_min_score: float = 0.5
+
+    def __post_init__(self) -> None:
+        unknown = [look for look in self.looks if look not in LOOKS]
+        if unknown:
+            raise ValueError(f"unknown gating looks {unknown}; known: {', '.join(LOOKS)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +88,7 @@ class DetectionGate:
             p.every_frame
             or self._last_full is None
             or t - self._last_full + _EPS >= p.refresh_s
-            or motion.area_fraction >= p.scene_change_fraction
+            or motion.scene_changed
         ):
             self._last_full = self._last_sweep = self._last_scan = t
             self._scanned_motion = list(motion.boxes)
@@ -94,27 +102,34 @@ class DetectionGate:
         if t - self._last_scan + _EPS < p.look_gap_s:
             return None
         for reason in p.looks:
-            seeds = self._look_seeds(reason, motion, tracks)
+            seeds, whole = self._look_seeds(reason, motion, tracks)
             if seeds:
                 self._last_scan = t
-                return self._scan(self._regions(seeds), reason)
+                regions = [full_frame(self.frame_size)] if whole else self._regions(seeds)
+                return self._scan(regions, reason)
         return None
 
-    def _look_seeds(self, reason: str, motion: Motion, tracks: Sequence[Track]) -> list[Box]:
-        p = self.policy
+    def _look_seeds(
+        self, reason: str, motion: Motion, tracks: Sequence[Track]
+    ) -> tuple[list[Box], bool]:
+        """Boxes a look of this kind would cover, and whether it must be the whole frame."""
         if reason == "new motion":
             # New: no track explains it and the detector has not looked at motion there;
             # motion it already looked at and found nothing in does not call it back.
-            known = [_grown(tr.box, p.track_margin) for tr in tracks]
+            known = [_grown(tr.box, self.policy.track_margin) for tr in tracks]
             seeds = [
                 m for m in motion.boxes
                 if _covered(m, known) < 0.5 and _covered(m, self._scanned_motion) == 0.0
             ]
             self._scanned_motion += seeds
-            return seeds
-        if reason == "unconfirmed":
-            return [tr.box for tr in tracks if not tr.confirmed]
-        raise ValueError(f"unknown look {reason!r}; known: new motion, unconfirmed")
+            return seeds, False
+        # "unconfirmed": confirmed in the same view that found it. The detector does not
+        # see alike at both scales (a man half behind a sign is found in the scaled-down
+        # frame, not in a crop), and a look in the other view would drop a real newcomer.
+        unconfirmed = [
+            tr for tr in tracks if not tr.confirmed and tr.score >= self.policy.look_min_score
+        ]
+        return [tr.box for tr in unconfirmed], any(not tr.found_in_crop for tr in unconfirmed)
 
     def _regions(self, seeds: list[Box]) -> list[Region]:
         p = self.policy

@@ -17,10 +17,12 @@ from edge.vision.geometry import Polygon, Size, polygon_mask
 
 @dataclass(frozen=True, slots=True)
 class Motion:
-    """What moved in one frame: boxes in full-frame pixels and the share of the frame moving."""
+    """What moved in one frame: boxes in full-frame pixels and the share of the frame moving.
+    `scene_changed`: the whole picture changed at once (lights, the camera moved); no boxes."""
 
     boxes: list[Box]
     area_fraction: float
+    scene_changed: bool = False
 
 
 class MotionDetector:
@@ -81,7 +83,7 @@ class MotionDetector:
             # A light switching or the camera being moved: start over rather than report the
             # whole picture as moving for the many frames a slow average needs to catch up.
             self._background = grey.astype(np.float32)
-            return Motion([], fraction)
+            return Motion([], fraction, scene_changed=True)
         cv2.accumulateWeighted(grey, self._background, self._rate)
         contours, _ = cv2.findContours(joined, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         sx, sy = self._scale

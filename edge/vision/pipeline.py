@@ -106,9 +106,8 @@ class FramePipeline:
         h, w = image.shape[:2]
         events: list[VisionEvent] = []
         if self._scene is None or self._scene.size != (w, h):
-            if self._scene is not None:
-                # The camera changed resolution: what was tracked cannot be followed across.
-                events += self.close(t)
+            # A new stream, or the camera changed resolution: tracks cannot be followed across.
+            events += self.close(t)
             self._scene = self._build((w, h), t)
         scene = self._scene
         scene.privacy.apply(image)
@@ -134,10 +133,13 @@ class FramePipeline:
         return FrameResult(events, inferences, spent, motion.area_fraction, regions, detections)
 
     def close(self, t: float) -> list[VisionEvent]:
-        """The stream ended: `end` for every open event."""
+        """The stream ended: `end` for every open event. A later frame starts afresh (new
+        background, new tracks), as after a camera restart."""
         if self._scene is None:
             return []
-        return self._snapshot_names_of(self._scene.lifecycle.close(self._scene.tracker.tracks, t))
+        ended = self._scene.lifecycle.close(self._scene.tracker.tracks, t)
+        self._scene = None
+        return self._snapshot_names_of(ended)
 
     def _snapshot_names_of(self, events: list[VisionEvent]) -> list[VisionEvent]:
         named = []
@@ -149,12 +151,12 @@ class FramePipeline:
     def _build(self, size: Size, t: float) -> _Scene:
         wall_time = self._wall_time
         if wall_time is None:
+            # Frame times may restart with the stream: anchor them to the clock again.
             anchor = clock.now() - timedelta(seconds=t)
 
             def wall_time(s: float) -> datetime:
                 return anchor + timedelta(seconds=s)
 
-            self._wall_time = wall_time
         return _Scene(
             size=size,
             privacy=PrivacyMask(self._privacy_masks, size),
@@ -189,7 +191,6 @@ class FramePipeline:
                 self._snapshot_names.pop(event.event_id, None)
             named.append(replace(event, snapshot=name) if name else event)
         return named
-
 
 
 def build_pipeline(

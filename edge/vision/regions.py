@@ -97,49 +97,38 @@ class RegionDetections:
 def detect_in_regions(
     detector: Detector, image: Image, regions: Sequence[Region], *, iou_threshold: float = 0.5
 ) -> RegionDetections:
-    """Run `detector` on each region of `image`; boxes mapped back to frame pixels, duplicates
-    from overlapping regions suppressed."""
+    """Run `detector` on each region of `image`; boxes mapped back to frame pixels.
+
+    An object touching a crop edge inside the frame is cut: its box is part of the object, so
+    it is dropped (regions are planned with a margin around what they are for; what they cut
+    is seen whole by another region or the next whole-frame scan). Duplicates from
+    overlapping regions are suppressed.
+    """
     h, w = image.shape[:2]
-    found: list[tuple[Detection, bool]] = []
+    found: list[Detection] = []
     spent = 0.0
     for x1, y1, x2, y2 in regions:
         started = time.perf_counter()
         detections = detector.detect(image[y1:y2, x1:x2])
         spent += (time.perf_counter() - started) * 1000
-        # Crop edges that are not frame edges: an object touching them may be cut.
-        inner = (x1 > 0, y1 > 0, x2 < w, y2 < h)
         for d in detections:
             bx1, by1, bx2, by2 = d.box
             cut = (
-                (inner[0] and bx1 <= _CUT_PX)
-                or (inner[1] and by1 <= _CUT_PX)
-                or (inner[2] and bx2 >= x2 - x1 - _CUT_PX)
-                or (inner[3] and by2 >= y2 - y1 - _CUT_PX)
+                (x1 > 0 and bx1 <= _CUT_PX)
+                or (y1 > 0 and by1 <= _CUT_PX)
+                or (x2 < w and bx2 >= x2 - x1 - _CUT_PX)
+                or (y2 < h and by2 >= y2 - y1 - _CUT_PX)
             )
-            moved = Detection(d.label, d.class_id, d.score, shift(d.box, x1, y1))
-            found.append((moved, cut))
+            if not cut:
+                found.append(Detection(d.label, d.class_id, d.score, shift(d.box, x1, y1)))
     return RegionDetections(suppress_duplicates(found, iou_threshold), len(regions), spent)
 
 
-def suppress_duplicates(
-    found: Sequence[tuple[Detection, bool]], iou_threshold: float = 0.5
-) -> list[Detection]:
-    """Per-label non-maximum suppression over (detection, cut at a crop edge) pairs.
-
-    A detection cut by a crop edge is also dropped when a larger detection of the same label
-    covers most of it: another crop saw the whole object.
-    """
-    kept: list[tuple[Detection, bool]] = []
-    for det, cut in sorted(found, key=lambda f: f[0].score, reverse=True):
-        if all(k.label != det.label or iou(k.box, det.box) < iou_threshold for k, _ in kept):
-            kept.append((det, cut))
-    return [det for det, cut in kept if not (cut and _swallowed(det, [k for k, _ in kept]))]
-
-
-def _swallowed(det: Detection, others: Sequence[Detection]) -> bool:
-    own = area(det.box)
-    return own > 0 and any(
-        o is not det and o.label == det.label and area(o.box) > own
-        and intersection(o.box, det.box) / own >= 0.6
-        for o in others
-    )
+def suppress_duplicates(found: Sequence[Detection], iou_threshold: float = 0.5
+                        ) -> list[Detection]:
+    """Per-label non-maximum suppression: the best of each group of overlapping boxes."""
+    kept: list[Detection] = []
+    for det in sorted(found, key=lambda d: d.score, reverse=True):
+        if all(k.label != det.label or iou(k.box, det.box) < iou_threshold for k in kept):
+            kept.append(det)
+    return kept

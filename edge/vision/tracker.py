@@ -39,6 +39,7 @@ class Track:
     hits: int = 1
     misses: int = 0
     confirmed: bool = False
+    found_in_crop: bool = False  # its first detection came from a region, not the whole frame
     stationary: bool = False
     detected_box: Box = (0.0, 0.0, 0.0, 0.0)  # the last detection's box, at `last_seen`
     votes: dict[str, float] = field(default_factory=dict)  # label -> summed score
@@ -107,7 +108,7 @@ class Tracker:
                 track.misses += 1
         for di, det in enumerate(detections):
             if di not in matched_detections:
-                self._start(det, t)
+                self._start(det, t, in_crop=scanned is not None)
         return self._drop(t)
 
     def coast(self, t: float) -> list[Track]:
@@ -140,11 +141,11 @@ class Tracker:
         candidates.sort(key=lambda c: c[0], reverse=True)
         return [(ti, di) for _, ti, di in candidates]
 
-    def _start(self, det: Detection, t: float) -> None:
+    def _start(self, det: Detection, t: float, in_crop: bool) -> None:
         track = Track(
             id=next(self._ids), label=det.label, score=det.score, box=det.box, first_seen=t,
             last_seen=t, detected_box=det.box, votes={det.label: det.score},
-            confirmed=self.settings.min_hits <= 1,
+            confirmed=self.settings.min_hits <= 1, found_in_crop=in_crop,
         )
         track.path.append((t, *centre(det.box)))
         self.tracks.append(track)
@@ -209,11 +210,12 @@ class Tracker:
 
 
 def _looked_at(box: Box, scanned: Sequence[Box] | None) -> bool:
-    """Whether most of `box` lay inside one region the detector ran on."""
+    """Whether `box` lay (nearly) whole inside one region the detector ran on: an object a
+    region cuts is not reported from it, so it is not missed there either."""
     if scanned is None:
         return True
     own = area(box)
-    return own > 0 and any(intersection(box, region) >= 0.5 * own for region in scanned)
+    return own > 0 and any(intersection(box, region) >= 0.9 * own for region in scanned)
 
 
 def _fitted_velocity(

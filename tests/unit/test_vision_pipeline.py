@@ -3,15 +3,15 @@ hub hears, what the snapshots show."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge.detectors.base import Box
-from edge.vision import FramePipeline, GatingPolicy, SnapshotStore, Zone
+from edge.vision import FramePipeline, FrameResult, GatingPolicy, SnapshotStore, Zone
 from edge.vision.regions import full_frame
-from tests.unit.vision_scenes import SIZE, ColourDetector, scene
+from tests.unit.vision_scenes import SIZE, ColourDetector, read_jpeg, scene
 
 PARKED: Box = (40.0, 380.0, 160.0, 440.0)
 GARDEN = [(0.7, 0.0), (1.0, 0.0), (1.0, 0.6), (0.7, 0.6)]  # a private garden, top right
@@ -22,21 +22,21 @@ def walker(frame: int) -> Box:
     return (x, 200.0, x + 24, 264.0)
 
 
-def run(pipeline: FramePipeline, frames: int, actors: object) -> list:  # type: ignore[type-arg]
-    results = []
-    for i in range(frames):
-        results.append(pipeline.process(scene(actors(i)), i / 10))  # type: ignore[operator]
-    return results
+def run(pipeline: FramePipeline, frames: int, actors: Callable[[int], list[tuple[Box, str]]]
+        ) -> list[FrameResult]:
+    """Feed `frames` synthetic frames at 10 fps; `actors(i)` says who is where on frame i."""
+    return [pipeline.process(scene(actors(i)), i / 10) for i in range(frames)]
 
 
 def test_a_still_street_costs_one_whole_frame_scan_per_refresh() -> None:
     detector = ColourDetector()
     pipeline = FramePipeline("street", detector, gating=GatingPolicy(refresh_s=5.0))
     results = run(pipeline, 200, lambda i: [(PARKED, "car")])  # 20 s
-    # t = 0 finds it, a look at t = 0.2 confirms it, then a refresh every 5 s keeps it.
+    # t = 0 finds it, a look at t = 0.2 confirms it (whole, as it was found), then a refresh
+    # 5 s after each whole-frame scan keeps it.
     assert sum(r.inferences for r in results) == detector.calls == 5
-    assert [i for i, r in enumerate(results) if r.inferences] == [0, 2, 50, 100, 150]
-    assert detector.shapes == [SIZE, (300, 300), SIZE, SIZE, SIZE]  # confirmed in a crop
+    assert [i for i, r in enumerate(results) if r.inferences] == [0, 2, 52, 102, 152]
+    assert detector.shapes == [SIZE] * 5
     events = [e for r in results for e in r.events] + pipeline.close(20.0)
     assert [(e.phase, e.label) for e in events] == [("new", "car"), ("update", "car"),
                                                     ("end", "car")]
@@ -63,7 +63,9 @@ def test_regions_are_where_the_walker_is() -> None:
     pipeline = FramePipeline("street", ColourDetector(), gating=GatingPolicy(refresh_s=100))
     results = run(pipeline, 40, lambda i: [(walker(i), "person")])
     scanned = [(i, r.regions) for i, r in enumerate(results) if r.regions]
-    for i, regions in scanned[1:]:
+    # Found (t = 0) and confirmed (a look at t = 0.2) in the whole frame, then swept in crops.
+    assert [i for i, _ in scanned[:3]] == [0, 2, 5]
+    for i, regions in scanned[2:]:
         assert regions != [full_frame(SIZE)]
         w = walker(i)
         assert any(x1 <= w[0] and w[2] <= x2 and y1 <= w[1] and w[3] <= y2
@@ -82,7 +84,7 @@ def test_nothing_is_detected_inside_a_privacy_mask_and_snapshots_show_it_black(
     assert detections and all(d.box[2] <= 448 for d in detections)
     [new] = [e for r in results for e in r.events if e.phase == "new"]
     assert new.snapshot == f"street/{new.event_id}.jpg"
-    picture = cv2.imread(str(tmp_path / "snapshots" / new.snapshot))
+    picture = read_jpeg(tmp_path / "snapshots" / new.snapshot)
     assert picture.shape[:2] == (SIZE[1], SIZE[0])
     garden = picture[5:280, 455:635]
     assert garden.max() <= 12  # black, give or take JPEG ringing
@@ -106,7 +108,7 @@ def test_large_snapshots_are_scaled_to_the_size_bound(tmp_path: Path) -> None:
     image = np.full((1080, 1920, 3), 90, dtype=np.uint8)
     path = store.write("gate", "e1", image, (100.0, 100.0, 300.0, 500.0))
     assert path == tmp_path / "gate" / "e1.jpg"
-    assert cv2.imread(str(path)).shape[:2] == (180, 320)
+    assert path is not None and read_jpeg(path).shape[:2] == (180, 320)
     assert [p.name for p in (tmp_path / "gate").iterdir()] == ["e1.jpg"]  # no partial left
 
 

@@ -51,7 +51,7 @@ def test_distant_seeds_get_separate_regions_that_do_not_overlap() -> None:
     a, b = (50.0, 50.0, 80.0, 130.0), (1100.0, 500.0, 1130.0, 580.0)
     regions = plan_regions([a, b], FRAME, INPUT)
     assert len(regions) == 2
-    assert intersection(tuple(map(float, regions[0])), tuple(map(float, regions[1]))) == 0
+    assert intersection(regions[0], regions[1]) == 0
     assert any(contains(r, a) for r in regions) and any(contains(r, b) for r in regions)
 
 
@@ -94,7 +94,7 @@ def test_an_object_seen_by_two_overlapping_crops_is_reported_once() -> None:
     assert [d.label for d in found.detections] == ["car"]
 
 
-def test_a_half_seen_object_at_a_crop_edge_yields_to_the_whole_one() -> None:
+def test_a_half_seen_object_at_a_crop_edge_is_dropped_and_the_whole_one_kept() -> None:
     car = (560.0, 300.0, 700.0, 360.0)
     image = scene([(car, "car")], FRAME)
     # The first crop cuts the car at x=620; the second sees all of it.
@@ -105,7 +105,11 @@ def test_a_half_seen_object_at_a_crop_edge_yields_to_the_whole_one() -> None:
 
 def test_duplicates_of_different_labels_are_both_kept() -> None:
     box = (10.0, 10.0, 50.0, 90.0)
-    kept = suppress_duplicates(
-        [(Detection("person", 1, 0.9, box), False), (Detection("bicycle", 2, 0.8, box), False)]
-    )
-    assert {d.label for d in kept} == {"person", "bicycle"}
+    found = [Detection("person", 1, 0.9, box), Detection("bicycle", 2, 0.8, box)]
+    assert {d.label for d in suppress_duplicates(found)} == {"person", "bicycle"}
+
+
+def test_an_object_cut_by_the_only_crop_is_not_reported_from_it() -> None:
+    car = (560.0, 300.0, 700.0, 360.0)
+    image = scene([(car, "car")], FRAME)
+    assert detect_in_regions(ColourDetector(), image, [(320, 200, 620, 500)]).detections == []

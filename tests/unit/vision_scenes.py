@@ -4,6 +4,8 @@ whatever image (frame or crop) it is given, so region cropping and mapping are e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -24,6 +26,13 @@ def background(size: tuple[int, int] = SIZE, seed: int = 7) -> Image:
     image[:, :, 2] = np.minimum(image[:, :, 2], 120)  # keep red and blue away from the actors
     image[:, :, 0] = np.minimum(image[:, :, 0], 120)
     return np.ascontiguousarray(image)
+
+
+def read_jpeg(path: Path) -> Image:
+    """A written snapshot read back as BGR; fails the test if it is not a readable image."""
+    picture = cv2.imread(str(path))
+    assert picture is not None, f"{path} is not a readable image"
+    return np.asarray(picture, dtype=np.uint8)
 
 
 def draw(image: Image, box: Box, colour: tuple[int, int, int]) -> Image:
