@@ -12,19 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from edge.detectors.base import Box
 from edge.ids import uuid7
 from edge.vision.geometry import Size, normalise
-from edge.vision.tracker import Track
-from edge.vision.zones import ZoneStatus
+
+if TYPE_CHECKING:  # the node's main process imports this module: no numpy or OpenCV here
+    from edge.detectors.base import Box
+    from edge.vision.tracker import Track
+    from edge.vision.zones import ZoneStatus
 
 Phase = Literal["new", "update", "end"]
 
 DEFAULT_LABELS = frozenset({"person", "car", "bus", "truck", "motorcycle", "bicycle"})
-
-_OUTSIDE = ZoneStatus(zones=(), entered=(), left=(), dwell_s={}, loitering=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +57,20 @@ class _Story:
     started_at: datetime | None = None
     entered: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
-    zones: ZoneStatus = _OUTSIDE
-    loitering: tuple[str, ...] = ()
-    stationary: bool = False
+    zones: tuple[str, ...] = ()  # as of the last frame
+    dwell_s: dict[str, float] = field(default_factory=dict)
+    loitering_now: tuple[str, ...] = ()
+    loitering: tuple[str, ...] = ()  # as last said
+    stationary: bool = False  # as last said
     last_sent: float = 0.0
 
-    def note(self, status: ZoneStatus) -> None:
+    def note(self, status: ZoneStatus | None) -> None:
+        if status is None:
+            return
         self.entered += [z for z in status.entered if z not in self.entered]
         self.left += [z for z in status.left if z not in self.left]
-        self.zones = status
+        self.zones, self.dwell_s = status.zones, status.dwell_s
+        self.loitering_now = status.loitering
 
 
 class EventLifecycle:
@@ -106,17 +111,16 @@ class EventLifecycle:
         events: list[VisionEvent] = []
         for track in tracks:
             story = self._stories.setdefault(track.id, _Story())
-            story.note(zones.get(track.id, story.zones))
+            story.note(zones.get(track.id))
             if story.event_id is None:
                 if track.confirmed and track.label in self.labels:
                     story.event_id = uuid7()
                     story.started_at = self._wall_time(track.first_seen)
                     events.append(self._say("new", track, story, t))
                 continue
-            loitering = story.zones.loitering
             changed = (
                 bool(story.entered or story.left)
-                or loitering != story.loitering
+                or story.loitering_now != story.loitering
                 or track.stationary != story.stationary
             )
             due = (
@@ -143,7 +147,6 @@ class EventLifecycle:
 
     def _say(self, phase: Phase, track: Track, story: _Story, t: float) -> VisionEvent:
         assert story.event_id is not None and story.started_at is not None
-        status = story.zones
         event = VisionEvent(
             phase=phase,
             event_id=story.event_id,
@@ -152,17 +155,17 @@ class EventLifecycle:
             label=track.label,
             score=round(track.score, 3),
             box=_rounded(normalise(track.box, self.frame_size)),
-            zones=status.zones,
+            zones=story.zones,
             entered=tuple(story.entered),
             left=tuple(story.left),
-            dwell_s=dict(status.dwell_s),
-            loitering=status.loitering,
+            dwell_s=dict(story.dwell_s),
+            loitering=story.loitering_now,
             stationary=track.stationary,
             started_at=story.started_at,
             time=self._wall_time(t),
         )
         story.entered, story.left = [], []
-        story.loitering = status.loitering
+        story.loitering = story.loitering_now
         story.stationary = track.stationary
         story.last_sent = t
         return event

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from edge.detectors.base import Image
-from edge.vision.geometry import Polygon, Size, polygon_mask
+from edge.vision.geometry import Size
+from edge.vision.polygons import Polygon, polygon_mask
 
 
 class PrivacyMask:

@@ -12,7 +12,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.detectors.base import Box, Image
-from edge.vision.geometry import Polygon, Size, polygon_mask
+from edge.vision.geometry import Size
+from edge.vision.polygons import Polygon, polygon_mask
 
 
 @dataclass(frozen=True, slots=True)

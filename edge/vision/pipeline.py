@@ -18,9 +18,10 @@ from edge.detectors import create
 from edge.detectors.base import Detection, Detector, Image
 from edge.vision.events import DEFAULT_LABELS, EventLifecycle, VisionEvent
 from edge.vision.gating import DetectionGate, GatingPolicy
-from edge.vision.geometry import Polygon, Size
+from edge.vision.geometry import Size
 from edge.vision.masks import PrivacyMask
 from edge.vision.motion import MotionDetector
+from edge.vision.polygons import Polygon
 from edge.vision.regions import Region, detect_in_regions
 from edge.vision.snapshots import SnapshotStore
 from edge.vision.tracker import Track, Tracker, TrackerSettings

@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.detectors.base import Box
-from edge.vision.geometry import Polygon, Size, bottom_centre, point_in_polygon, polygon_pixels
+from edge.vision.geometry import Size, bottom_centre
+from edge.vision.polygons import Polygon, point_in_polygon, polygon_pixels
 
 
 @dataclass(frozen=True, slots=True)

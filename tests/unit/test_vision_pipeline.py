@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from edge.detectors.base import Box
-from edge.vision import FramePipeline, FrameResult, GatingPolicy, SnapshotStore, Zone
+from edge.vision.gating import GatingPolicy
+from edge.vision.pipeline import FramePipeline, FrameResult
 from edge.vision.regions import full_frame
+from edge.vision.snapshots import SnapshotStore
+from edge.vision.zones import Zone
 from tests.unit.vision_scenes import SIZE, ColourDetector, read_jpeg, scene
 
 PARKED: Box = (40.0, 380.0, 160.0, 440.0)

@@ -14,9 +14,12 @@ import pytest
 import edge.detectors.tflite_cpu  # noqa: F401  (registers the "tflite" detector)
 from edge.detectors import Detector, create
 from edge.detectors.base import Box, Detection
-from edge.vision import FramePipeline, SnapshotStore, VisionEvent, Zone
 from edge.vision.evaluation import vtest_frames
+from edge.vision.events import VisionEvent
 from edge.vision.geometry import area, intersection, iou
+from edge.vision.pipeline import FramePipeline
+from edge.vision.snapshots import SnapshotStore
+from edge.vision.zones import Zone
 from tests.unit.vision_scenes import read_jpeg
 
 FPS = 10.0
