@@ -117,7 +117,7 @@ def run_scenario(
         pins = PinSimulatorClient(str(sock))
         time.sleep(1.0)  # connected, burners at full speed
         if vision:
-            wait_pipeline(workdir / "node.log")
+            wait_pipeline(workdir)
         latencies: list[float] = []
         lost = 0
         for seq in range(1, presses + 1):
@@ -145,12 +145,12 @@ def run_scenario(
             "p50": statistics.median(latencies), "p99": q[98], "max": max(latencies)}
 
 
-def wait_pipeline(log: Path, timeout_s: float = 60.0) -> None:
-    """Until the detection worker has loaded its model and the pipeline runs."""
+def wait_pipeline(workdir: Path, timeout_s: float = 60.0) -> None:
+    """Until the detection worker runs: its first event snapshot is on disk."""
     deadline = time.monotonic() + timeout_s
-    while "ready on ring" not in log.read_text(errors="replace"):
+    while not any((workdir / "data" / "snapshots").glob("street/*.jpg")):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the vision pipeline did not start; see {log}")
+            raise RuntimeError(f"the vision pipeline did not start; see {workdir / 'node.log'}")
         time.sleep(0.2)
     time.sleep(3.0)  # frames flowing, both workers at full speed
 
