@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 import cv2
@@ -26,23 +25,13 @@ from drivers.camera import Camera, CameraError, make_camera
 from drivers.camera.picamera2_source import URL_PREFIX
 from edge.config.vision import CameraSection
 from edge.vision.framebus import FrameRing
-from edge.vision.worker_common import Beat, WorkerLink, on_sigterm, start_worker
+from edge.vision.worker_common import Beat, CameraJob, WorkerLink, on_sigterm, start_worker
 
 log = logging.getLogger(__name__)
 
 STATS_EVERY_S = 1.0
 
 
-@dataclass(frozen=True)
-class CameraJob:
-    """Everything a camera worker needs; picklable, sent once at process start."""
-
-    camera: CameraSection
-    ring_name: str
-    nice: int
-    log_level: int
-    open_timeout_s: float
-    read_timeout_s: float
 
 
 def camera_for(cfg: CameraSection, open_timeout_s: float, read_timeout_s: float) -> Camera:

@@ -12,16 +12,19 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 
-from edge.config.vision import CameraSection, DetectorSection
 from edge.detectors.base import Image
 from edge.vision.events import VisionEvent
 from edge.vision.framebus import FrameRing
 from edge.vision.pipeline import FramePipeline, build_pipeline
-from edge.vision.worker_common import Beat, WorkerLink, on_sigterm, start_worker
+from edge.vision.worker_common import (
+    Beat,
+    DetectionJob,
+    WorkerLink,
+    on_sigterm,
+    start_worker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +32,6 @@ STATS_EVERY_S = 1.0
 QUIET_ENDS_TRACKS_S = 5.0  # no frame this long: the camera is gone, close the open events
 
 
-@dataclass(frozen=True)
-class DetectionJob:
-    """Everything a detection worker needs; picklable, sent once at process start."""
-
-    camera: CameraSection
-    detector: DetectorSection
-    ring_name: str
-    snapshot_dir: Path | None
-    nice: int
-    log_level: int
 
 
 class _Stats:

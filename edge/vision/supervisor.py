@@ -25,9 +25,9 @@ from edge.config.model import NodeConfig
 from edge.config.vision import CameraSection
 from edge.contract.payloads import CameraStats
 from edge.telemetry import Counters
-from edge.vision import camera_worker, detection_worker
 from edge.vision.events import VisionEvent
 from edge.vision.framebus import FrameRing
+from edge.vision.worker_common import CameraJob, DetectionJob, launch
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ EventSink = Callable[[VisionEvent], None]
 @dataclass
 class _Worker:
     kind: str  # "camera" or "detector"
-    target: Callable[..., None]
+    module: str  # the worker's module, imported by the child only
     job: Any
     process: BaseProcess | None = None
     conn: Connection | None = None
@@ -93,9 +93,9 @@ class VisionSupervisor:
             ring_name = f"sce-{cfg.node.id}-{cam.name}"[:60]
             ring = FrameRing.create(ring_name, *RING_MAX, slots=RING_SLOTS, lossless=lossless)
             jobs = [
-                _Worker("camera", camera_worker.run, camera_worker.CameraJob(
+                _Worker("camera", "edge.vision.camera_worker", CameraJob(
                     cam, ring_name, cfg.vision.worker_nice, level, timeout, timeout)),
-                _Worker("detector", detection_worker.run, detection_worker.DetectionJob(
+                _Worker("detector", "edge.vision.detection_worker", DetectionJob(
                     cam, cfg.detector, ring_name, snapshot_dir, cfg.vision.worker_nice,
                     level)),
             ]
@@ -149,7 +149,7 @@ class VisionSupervisor:
         ours, theirs = self._ctx.Pipe(duplex=False)
         worker.beat = self._ctx.Value("d", time.monotonic(), lock=False)
         worker.process = self._ctx.Process(
-            target=worker.target, args=(worker.job, theirs, worker.beat),
+            target=launch, args=(worker.module, worker.job, theirs, worker.beat),
             name=f"{state.cfg.name}-{worker.kind}", daemon=True,
         )
         worker.process.start()

@@ -4,6 +4,10 @@ A worker talks to the supervisor in the main process through one pipe of its own
 killed worker can corrupt only its own pipe) and proves it is alive by writing the time
 into a shared heartbeat value; a worker whose heartbeat goes stale is killed and restarted.
 Messages are small tuples: ("state", online, reason), ("stats", dict), ("event", event).
+
+The jobs and the launcher live here, not in the worker modules, so that the supervisor in
+the main process never imports OpenCV, FFmpeg or the model runtime: the child imports its
+worker module itself.
 """
 
 from __future__ import annotations
@@ -17,15 +21,50 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from edge.config.vision import CameraSection, DetectorSection
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 Beat = Synchronized  # multiprocessing.Value("d"): monotonic time of the worker's last sign
+
+
+@dataclass(frozen=True)
+class CameraJob:
+    """Everything a camera worker needs; picklable, sent once at process start."""
+
+    camera: CameraSection
+    ring_name: str
+    nice: int
+    log_level: int
+    open_timeout_s: float
+    read_timeout_s: float
+
+
+@dataclass(frozen=True)
+class DetectionJob:
+    """Everything a detection worker needs; picklable, sent once at process start."""
+
+    camera: CameraSection
+    detector: DetectorSection
+    ring_name: str
+    snapshot_dir: Path | None
+    nice: int
+    log_level: int
+
+
+def launch(module: str, job: Any, conn: Connection, beat: Beat) -> None:  # type: ignore[type-arg]
+    """Process entry point (multiprocessing, spawn): run `module`'s `run(job, conn, beat)`."""
+    import importlib
+
+    importlib.import_module(module).run(job, conn, beat)
 
 
 class WorkerLink:
