@@ -83,7 +83,6 @@ class VisionSupervisor:
         self._ctx = mp.get_context("spawn")  # never fork the threaded main process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vision", daemon=True)
-        self._lossless = lossless
         self._stopping = False  # workers are being stopped: do not restart them
         self.cameras: dict[str, _CameraState] = {}
         snapshot_dir = cfg.data_dir / "snapshots" if cfg.vision.snapshots else None
@@ -119,10 +118,11 @@ class VisionSupervisor:
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()
+        # The supervisor thread keeps draining meanwhile; a pipe is done once it read its EOF.
         deadline = time.monotonic() + 3.0
-        while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
-            time.sleep(0.05)  # the supervisor thread keeps draining meanwhile
-        time.sleep(0.3)
+        workers = [w for s in self.cameras.values() for w in s.workers]
+        while any(w.conn is not None for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
