@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from edge.config.base import Section
+from edge.config.recording import RecordingSection
 from edge.config.vision import CameraSection, DetectorSection, VisionSection
 from edge.contract.payloads import Location, NodeId
 
@@ -140,6 +141,17 @@ class NodeConfig(Section):
     cameras: list[CameraSection] = Field(default_factory=list)
     detector: DetectorSection = Field(default_factory=DetectorSection)
     vision: VisionSection = Field(default_factory=VisionSection)
+    recording: RecordingSection = Field(default_factory=RecordingSection)
+
+    @property
+    def recording_dir(self) -> Path:
+        """Where segments and their index are kept."""
+        return self.recording.dir or self.data_dir / "recordings"
+
+    @property
+    def identity_dir(self) -> Path:
+        """The node's own keys (made here, never copied off the node)."""
+        return self.data_dir / "identity"
 
     @model_validator(mode="after")
     def _cameras_unique(self) -> NodeConfig:
