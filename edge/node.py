@@ -21,6 +21,7 @@ from drivers.gpio import CallButton, DigitalInput, PinSimulator, StatusLed, make
 from drivers.platform.watchdog import ServiceNotifier
 from edge import __version__, clock
 from edge.alarm import AlarmPath
+from edge.commands import CommandDesk
 from edge.config.model import NodeConfig
 from edge.contract.payloads import (
     AlertKind,
@@ -33,8 +34,9 @@ from edge.contract.payloads import (
 )
 from edge.contract.topics import NodeTopics
 from edge.outbox import Outbox, OutboxError
+from edge.record.pins import FootagePins
 from edge.telemetry import Counters
-from edge.uplink import Uplink
+from edge.uplink import ReplyTo, Uplink
 from edge.vision.events import VisionEvent
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,12 @@ class Node:
             cfg.hub, cfg.node.id, status_topic=self.topics.status,
             online=lambda: self._status("online"),
             offline=lambda reason: self._status("offline", reason),
-            subscriptions={self.topics.ack: self._on_ack},
+            subscriptions={self.topics.ack: self._on_ack,
+                           self.topics.command: self._on_command},
         )
+        self.commands = CommandDesk(cfg, self.topics, self.uplink, self.counters)
+        recorded = bool(cfg.cameras) and cfg.recording.enabled
+        self.pins = FootagePins(cfg, self.counters) if recorded else None
         self.alarm = AlarmPath(cfg, self.outbox, self.uplink, self.led, self.counters)
         self.button = CallButton(
             g.call_button.pin, pull_up=g.call_button.pull_up, debounce_s=t.debounce_ms / 1000,
@@ -98,12 +104,17 @@ class Node:
 
     def _on_press(self) -> None:
         self.counters.inc("presses")
-        self.alarm.raise_alert(AlertKind.CALL, "call_button")
+        self._alert(AlertKind.CALL, "call_button")
 
     def _on_stuck(self) -> None:
         log.error("call button held for %.0f s: jammed or taped down",
                   self.cfg.timings.stuck_after_s)
-        self.alarm.raise_alert(AlertKind.BUTTON_STUCK, "call_button")
+        self._alert(AlertKind.BUTTON_STUCK, "call_button")
+
+    def _alert(self, kind: AlertKind, source: str) -> None:
+        alert = self.alarm.raise_alert(kind, source)
+        if self.pins is not None:  # after the alert is on its way: footage is second
+            self.pins.alert(alert.id, alert.time.timestamp())
 
     def _on_release(self, held_s: float) -> None:
         if held_s >= self.cfg.timings.stuck_after_s:
@@ -111,12 +122,15 @@ class Node:
 
     def _input_alert(self, name: str) -> Callable[[], None]:
         def fire() -> None:
-            self.alarm.raise_alert(AlertKind.INPUT, name)
+            self._alert(AlertKind.INPUT, name)
 
         return fire
 
-    def _on_ack(self, topic: str, payload: bytes) -> None:
+    def _on_ack(self, topic: str, payload: bytes, _reply: ReplyTo) -> None:
         self.alarm.on_ack_message(topic, payload)
+
+    def _on_command(self, topic: str, payload: bytes, reply: ReplyTo) -> None:
+        self.commands.on_message(topic, payload, reply)
 
     def _on_vision_event(self, ev: VisionEvent) -> None:
         """From the vision supervisor's thread: one tracked object's news, to the hub."""
@@ -131,6 +145,9 @@ class Node:
         )
         self.uplink.publish(self.topics.event, payload.to_bytes(), qos=1,
                             on_done=self._event_done)
+        if self.pins is not None and ev.phase in ("new", "end"):
+            self.pins.event(ev.camera, ev.event_id, ev.started_at.timestamp(),
+                            ev.time.timestamp())
 
     def _event_done(self, ok: bool, reason: str) -> None:
         self.counters.inc("events_delivered" if ok else "events_refused")
@@ -245,7 +262,10 @@ class Node:
                 break
         if self.vision is not None:
             self.vision.stop()  # before the uplink: the workers' last `end` events go out
+        self.commands.close()
         self.uplink.stop()
+        if self.pins is not None:
+            self.pins.close()
         if self.simulator is not None:
             self.simulator.close()
         self.button.close()

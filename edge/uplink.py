@@ -37,7 +37,17 @@ SESSION_EXPIRY_S = 24 * 3600  # the broker keeps our ack subscription and queued
 
 # (ok, reason) once the broker has answered a QoS 1 publish
 Delivery = Callable[[bool, str], None]
-MessageHandler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """Where a request wants its answer (MQTT 5 response topic and correlation data)."""
+
+    topic: str | None = None
+    correlation: bytes | None = None
+
+
+MessageHandler = Callable[[str, bytes, ReplyTo], None]
 
 
 def make_client(client_id: str, tls: TlsSection | None) -> mqtt.Client:
@@ -135,11 +145,16 @@ class Uplink:
 
     def publish(
         self, topic: str, payload: bytes, *, qos: int, retain: bool = False,
-        on_done: Delivery | None = None,
+        on_done: Delivery | None = None, correlation: bytes | None = None,
     ) -> None:
         """Hand a message to the link. QoS 1 ones are kept (and re-sent) until the broker
-        answers; on_done then says whether the broker accepted it."""
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        answers; on_done then says whether the broker accepted it. `correlation` is echoed
+        to a requester as MQTT 5 correlation data."""
+        props = None
+        if correlation is not None:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.CorrelationData = correlation
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if qos == 0 and info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return  # QoS 0 while the link is down is simply not sent
         with self._lock:
@@ -228,7 +243,10 @@ class Uplink:
         if handler is None:
             log.warning("message on unexpected topic %r ignored", msg.topic)
             return
+        props = getattr(msg, "properties", None)
+        reply = ReplyTo(getattr(props, "ResponseTopic", None),
+                        getattr(props, "CorrelationData", None))
         try:
-            handler(msg.topic, bytes(msg.payload))
+            handler(msg.topic, bytes(msg.payload), reply)
         except Exception:  # a bad message must never take the link down
             log.exception("handling message on %s failed", msg.topic)

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import av
 import av.error
@@ -135,7 +135,7 @@ class AvCamera(Camera):
 
     @property
     def frames_decoded(self) -> int:
-        """Frames decoded and delivered since open."""
+        """Frames decoded and delivered since open (packets, when read with `demux()`)."""
         return self._index
 
     @property
@@ -181,8 +181,25 @@ class AvCamera(Camera):
 
     def frames(self) -> Iterator[Frame]:
         container, stream = self._require_open()
+        for decoded in self._passes(container, stream, decode=True):
+            yield from decoded
+
+    def demux(self) -> Iterator[Packet[VideoStream]]:
+        """Demux without decoding: each packet goes to `packet_sink` and is yielded.
+
+        For a camera that is recorded but not analysed; files are paced by packet time
+        when `realtime`, as `frames()` paces them; ends and errors are as for `frames()`.
+        """
+        container, stream = self._require_open()
+        yield from self._passes(container, stream, decode=False)
+
+    def _passes(self, container: InputContainer, stream: VideoStream,
+                *, decode: bool) -> Iterator[Any]:
         while True:
-            yield from self._one_pass(container, stream)
+            if decode:
+                yield self._one_pass(container, stream)
+            else:
+                yield from self._packets_only(container, stream)
             if self._kind != "file":
                 raise CameraError(
                     self.name, "the stream ended (the camera stopped sending); check its power "
@@ -196,8 +213,9 @@ class AvCamera(Camera):
                 return
             self._rewind(container, stream)
 
-    def _one_pass(self, container: InputContainer, stream: VideoStream) -> Iterator[Frame]:
-        bad_in_a_row = 0
+    def _demux(self, container: InputContainer,
+               stream: VideoStream) -> Iterator[Packet[VideoStream]]:
+        """The source's packets, shifted past earlier loops and handed to the sink first."""
         packets = container.demux(stream)
         while True:
             started = time.monotonic()
@@ -214,6 +232,23 @@ class AvCamera(Camera):
                 self._shift(packet)
                 if self._packet_sink is not None:
                     self._packet_sink(packet)
+            yield packet
+
+    def _packets_only(self, container: InputContainer,
+                      stream: VideoStream) -> Iterator[Packet[VideoStream]]:
+        for packet in self._demux(container, stream):
+            if not packet.size and packet.dts is None:
+                continue
+            if self._realtime and self._kind == "file":
+                ts = packet.dts if packet.dts is not None else packet.pts  # dts never goes back
+                self._pace(float(ts * packet.time_base) if ts is not None and packet.time_base
+                           else None)
+            self._index += 1
+            yield packet
+
+    def _one_pass(self, container: InputContainer, stream: VideoStream) -> Iterator[Frame]:
+        bad_in_a_row = 0
+        for packet in self._demux(container, stream):
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError as e:

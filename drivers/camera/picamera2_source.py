@@ -158,18 +158,34 @@ class Picamera2Camera(Camera):
                       iperiod: int | None = None) -> None:
         """Hook for the recorder: encode the main stream with the Pi's hardware H.264 encoder.
 
-        `output` is a picamera2 Output (the recorder's segmenter): its
-        ``outputframe(frame, keyframe, timestamp, ...)`` gets every encoded access unit, with
-        the sensor timestamp in microseconds. `iperiod` is frames between keyframes (where
-        clips can be cut). Runs until `stop_encoder` or `close`.
+        `output` is anything with picamera2's Output methods (the recorder's packetizer):
+        its ``outputframe(frame, keyframe, timestamp, ...)`` gets every encoded access unit,
+        timestamps in microseconds from the encoder's start. picamera2 takes only subclasses
+        of its own Output, so calls are passed through one. `iperiod` is frames between
+        keyframes (where clips can be cut). Runs until `stop_encoder` or `close`.
         """
         if self._picam2 is None:
             raise CameraError(self.name, "not open: call open() first")
         from picamera2.encoders import H264Encoder
+        from picamera2.outputs import Output
+
+        class _Through(Output):  # type: ignore[misc]
+            def start(self) -> None:
+                super().start()
+                output.start()
+
+            def stop(self) -> None:
+                super().stop()
+                output.stop()
+
+            def outputframe(self, frame: bytes, keyframe: bool = True,
+                            timestamp: int | None = None, packet: Any = None,
+                            audio: bool = False) -> None:
+                output.outputframe(frame, keyframe, timestamp, packet, audio)
 
         self.stop_encoder()
         encoder = H264Encoder(bitrate=bitrate, repeat=True, iperiod=iperiod)
-        self._picam2.start_encoder(encoder, output, name="main")
+        self._picam2.start_encoder(encoder, _Through(), name="main")
         self._encoder = encoder
 
     def stop_encoder(self) -> None:

@@ -56,6 +56,9 @@ class CameraSection(Section):
     motion_masks: list[Polygon] = Field(
         default_factory=list, description="Areas whose motion is ignored (trees, clocks, road)"
     )
+    detect: bool = Field(
+        default=True, description="Run detection on this camera; false: record it only"
+    )
     every_frame: bool = Field(
         default=False, description="Run the detector on every whole frame (no motion gating)"
     )

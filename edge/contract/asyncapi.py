@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from edge import __version__
-from edge.contract import payloads, topics
+from edge.contract import commands, payloads, topics
 
 # channel leaf → (payload model, node's action, QoS, retained, summary)
 CHANNELS: dict[str, tuple[type[BaseModel], str, int, bool, str]] = {
@@ -22,7 +22,11 @@ CHANNELS: dict[str, tuple[type[BaseModel], str, int, bool, str]] = {
     "telemetry": (payloads.Heartbeat, "send", 0, False, "Periodic heartbeat telemetry"),
     "event": (payloads.Event, "send", 1, False,
               "A tracked object from the vision pipeline: new, updates, end"),
+    "response": (commands.Response, "send", 1, False,
+                 "What became of a command: accepted, done (with its result), failed, rejected"),
     "ack": (payloads.Ack, "receive", 1, False, "The hub acknowledges an alert"),
+    "command": (commands.ClipRequest, "receive", 1, False,
+                "The hub asks for something: a clip of a camera's footage"),
 }
 
 

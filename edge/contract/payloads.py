@@ -101,6 +101,30 @@ class OutboxStats(BaseModel):
     unacked: int = Field(description="Alerts delivered but not yet acknowledged by the hub")
 
 
+class RecordingStats(BaseModel):
+    """One camera's recording: whether it is writing, and what the disk holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: Literal["recording", "idle", "failed"] = Field(
+        description="failed: footage is not being written (see reason); idle: camera offline"
+    )
+    reason: str = Field(default="", description="Why failed: disk full, read-only, no room...")
+    mode: Literal["copy", "encode", "annexb", ""] = Field(
+        default="", description="copy: the camera's H.264 as it comes; encode: encoded here"
+    )
+    segments_written: int = Field(description="Segments written since the worker started")
+    dropped_packets: int = Field(description="Packets not recorded (disk, keyframe wait)")
+    stored_bytes: int | None = Field(default=None, description="All cameras' footage on disk")
+    stored_segments: int | None = None
+    pinned_bytes: int | None = Field(
+        default=None, description="Footage held by alerts, events and legal holds"
+    )
+    oldest: float | None = Field(default=None, description="Unix time of the oldest footage")
+    free_bytes: int | None = Field(default=None, description="Free on the data partition")
+    budget_bytes: int | None = Field(default=None, description="Most footage may take")
+
+
 class CameraStats(BaseModel):
     """One camera's pipeline over the last telemetry period."""
 
@@ -115,6 +139,7 @@ class CameraStats(BaseModel):
     inference_ms: float = Field(description="Median detector time per inference")
     events_per_min: float
     restarts: dict[str, int] = Field(description="Worker restarts since start, per worker")
+    recording: RecordingStats | None = Field(default=None, description="None: not recorded")
 
 
 class Heartbeat(Message):

@@ -1,8 +1,8 @@
 """The one topic builder. Every topic of a node lives under `poles/<node-id>/`.
 
 node → hub: status (retained, last will), alert (QoS 1), telemetry (heartbeat, QoS 0),
-            event (vision, QoS 1)
-hub → node: ack (QoS 1)
+            event (vision, QoS 1), response (to commands, QoS 1)
+hub → node: ack (QoS 1), command (QoS 1)
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 ROOT = "poles"
 
-NODE_TO_HUB = ("status", "alert", "telemetry", "event")
-HUB_TO_NODE = ("ack",)
+NODE_TO_HUB = ("status", "alert", "telemetry", "event", "response")
+HUB_TO_NODE = ("ack", "command")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,18 @@ class NodeTopics:
     @property
     def ack(self) -> str:
         return self._t("ack")
+
+    @property
+    def command(self) -> str:
+        return self._t("command")
+
+    @property
+    def response(self) -> str:
+        return self._t("response")
+
+    def owns(self, topic: str) -> bool:
+        """Whether `topic` lies under this node's own topics (where it may publish)."""
+        return topic.startswith(self._t(""))
 
 
 def hub_subscriptions() -> list[str]:

@@ -31,12 +31,13 @@ class Reconciled:
     missing: list[str]  # index rows whose file was gone, forgotten
 
 
-def reconcile(index: SegmentIndex) -> Reconciled:
-    """Make the index and the files agree; returns what was changed."""
+def reconcile(index: SegmentIndex, *, camera: str | None = None) -> Reconciled:
+    """Make the index and the files (of one camera, or all) agree; returns what changed."""
     known = index.paths()
     repaired: list[str] = []
     dropped: list[str] = []
-    for path in sorted(index.root.rglob(f"*{SEGMENT_SUFFIX}")):
+    top = index.root / camera if camera is not None else index.root
+    for path in sorted(top.rglob(f"*{SEGMENT_SUFFIX}")):
         rel = path.relative_to(index.root).as_posix()
         if rel in known:
             continue
@@ -53,7 +54,7 @@ def reconcile(index: SegmentIndex) -> Reconciled:
         log.warning("recording %s: cut short (power cut or crash); trimmed to %.1f s and kept",
                     rel, duration_s)
         repaired.append(rel)
-    gone = [s for s in index.segments() if not index.file(s).exists()]
+    gone = [s for s in index.segments(camera) if not index.file(s).exists()]
     if gone:
         index.remove(s.id for s in gone)
         log.warning("recording index: %d segment(s) had no file; forgotten", len(gone))

@@ -23,7 +23,7 @@ from typing import Any
 
 from edge.config.model import NodeConfig
 from edge.config.vision import CameraSection
-from edge.contract.payloads import CameraStats
+from edge.contract.payloads import CameraStats, RecordingStats
 from edge.telemetry import Counters
 from edge.vision.events import VisionEvent
 from edge.vision.framebus import FrameRing
@@ -55,7 +55,7 @@ class _Worker:
 @dataclass
 class _CameraState:
     cfg: CameraSection
-    ring: FrameRing
+    ring: FrameRing | None  # None: the camera is recorded, not analysed
     workers: list[_Worker]
     online: bool = False
     reason: str = "starting"
@@ -65,6 +65,7 @@ class _CameraState:
     detected: deque[dict[str, float]] = field(default_factory=lambda: deque(maxlen=90))
     invoke_ms: float = 0.0
     skipped_before: float = 0.0  # frames skipped by detection workers that have since exited
+    recording: dict[str, Any] | None = None  # the camera worker's latest recording report
 
     @property
     def det(self) -> dict[str, float]:
@@ -90,14 +91,18 @@ class VisionSupervisor:
         level = logging.getLogger().getEffectiveLevel()
         for cam in cfg.cameras:
             ring_name = f"sce-{cfg.node.id}-{cam.name}"[:60]
-            ring = FrameRing.create(ring_name, *RING_MAX, slots=RING_SLOTS, lossless=lossless)
+            ring = (FrameRing.create(ring_name, *RING_MAX, slots=RING_SLOTS, lossless=lossless)
+                    if cam.detect else None)
+            recording = cfg.recording if cfg.recording.enabled else None
             jobs = [
                 _Worker("camera", "edge.vision.camera_worker", CameraJob(
-                    cam, ring_name, cfg.vision.worker_nice, level, timeout, timeout)),
-                _Worker("detector", "edge.vision.detection_worker", DetectionJob(
-                    cam, cfg.detector, ring_name, snapshot_dir, cfg.vision.worker_nice,
-                    level)),
+                    cam, ring_name, cfg.vision.worker_nice, level, timeout, timeout,
+                    recording, cfg.recording_dir)),
             ]
+            if cam.detect:
+                jobs.append(_Worker("detector", "edge.vision.detection_worker", DetectionJob(
+                    cam, cfg.detector, ring_name, snapshot_dir, cfg.vision.worker_nice,
+                    level)))
             self.cameras[cam.name] = _CameraState(cam, ring, jobs)
 
     # --- life cycle (main thread) ---
@@ -129,7 +134,8 @@ class VisionSupervisor:
         for state in self.cameras.values():
             for worker in state.workers:
                 self._reap(worker, wait_s=1.0)
-            state.ring.close()
+            if state.ring is not None:
+                state.ring.close()
 
     def pids(self) -> dict[str, int | None]:
         """Worker pids by "<camera>/<kind>", for tests and diagnostics."""
@@ -215,6 +221,8 @@ class VisionSupervisor:
                         state.cfg.name, "online" if online else "offline",
                         f": {reason}" if reason else "")
             state.online, state.reason = online, reason
+        elif kind == "recording":
+            state.recording = dict(message[1])
         elif kind == "stats":
             stats: dict[str, float] = message[1]
             series = state.captured if worker.kind == "camera" else state.detected
@@ -271,6 +279,8 @@ class VisionSupervisor:
                 inference_ms=round(state.invoke_ms, 2),
                 events_per_min=round(_rate(detected, "events", EVENTS_WINDOW_S) * 60, 2),
                 restarts={w.kind: w.restarts for w in state.workers},
+                recording=RecordingStats.model_validate(state.recording)
+                if state.recording else None,
             )
         return out
 

@@ -3,7 +3,8 @@
 A worker talks to the supervisor in the main process through one pipe of its own (a
 killed worker can corrupt only its own pipe) and proves it is alive by writing the time
 into a shared heartbeat value; a worker whose heartbeat goes stale is killed and restarted.
-Messages are small tuples: ("state", online, reason), ("stats", dict), ("event", event).
+Messages are small tuples: ("state", online, reason), ("stats", dict), ("event", event),
+("recording", dict).
 
 The jobs and the launcher live here, not in the worker modules, so that the supervisor in
 the main process never imports OpenCV, FFmpeg or the model runtime: the child imports its
@@ -28,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from edge.config.recording import RecordingSection
 from edge.config.vision import CameraSection, DetectorSection
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ class CameraJob:
     log_level: int
     open_timeout_s: float
     read_timeout_s: float
+    recording: RecordingSection | None = None  # None: this camera is not recorded
+    recording_dir: Path | None = None
 
 
 @dataclass(frozen=True)

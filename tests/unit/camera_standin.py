@@ -65,6 +65,23 @@ class H264Encoder:
         self.running = False
 
 
+class Output:
+    """picamera2/outputs/output.py: the base every encoder output must subclass."""
+
+    def __init__(self, pts: str | None = None) -> None:
+        self.recording = False
+
+    def start(self) -> None:
+        self.recording = True
+
+    def stop(self) -> None:
+        self.recording = False
+
+    def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
+                    packet: Any = None, audio: bool = False) -> None:
+        """Subclasses write the frame somewhere."""
+
+
 class Job:
     def __init__(self) -> None:
         self._future: Future[Any] = Future()
@@ -187,6 +204,8 @@ class Picamera2:
                       pts: Any = None, quality: Any = None, name: str | None = None) -> None:
         if encoder is None:
             raise RuntimeError("No encoder specified")
+        if not isinstance(output, Output):  # Encoder.output's check in picamera2
+            raise RuntimeError("Must pass Output")
         encoder.running = True
         self.encoders.append((encoder, output, name))
 
@@ -243,17 +262,21 @@ class Standin:
 
 def install(monkeypatch: pytest.MonkeyPatch, footage: Path,
             frames_before_stall: int | None = None) -> type[Standin]:
-    """Put the stand-in into sys.modules as `picamera2` and `picamera2.encoders`."""
+    """Put the stand-in into sys.modules as `picamera2`, `.encoders` and `.outputs`."""
     Standin.footage = footage
     Standin.frames_before_stall = frames_before_stall
     Standin.made = []
     package = types.ModuleType("picamera2")
     encoders = types.ModuleType("picamera2.encoders")
     encoders.H264Encoder = H264Encoder  # type: ignore[attr-defined]
+    outputs = types.ModuleType("picamera2.outputs")
+    outputs.Output = Output  # type: ignore[attr-defined]
+    package.outputs = outputs  # type: ignore[attr-defined]
     package.Picamera2 = Picamera2  # type: ignore[attr-defined]
     package.encoders = encoders  # type: ignore[attr-defined]
     package.__path__ = []  # a package, so `from picamera2.encoders import` resolves
     monkeypatch.setitem(sys.modules, "picamera2", package)
     monkeypatch.setitem(sys.modules, "picamera2.encoders", encoders)
+    monkeypatch.setitem(sys.modules, "picamera2.outputs", outputs)
     return Standin
 

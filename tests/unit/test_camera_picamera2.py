@@ -101,12 +101,21 @@ def test_a_sensor_that_stops_delivering_gives_a_camera_error(monkeypatch: pytest
 def test_the_recorder_hooks_the_hardware_encoder_onto_the_main_stream(
         monkeypatch: pytest.MonkeyPatch, footage: Path) -> None:
     standin = camera_standin.install(monkeypatch, footage)
-    segmenter = object()  # the recorder's picamera2 Output
+    got: list[tuple[bytes, bool, int | None]] = []
+
+    class Segmenter:  # the recorder's packetizer: duck-typed, not a picamera2 Output
+        def start(self) -> None: ...
+        def stop(self) -> None: ...
+        def outputframe(self, frame: bytes, keyframe: bool = True, timestamp: int | None = None,
+                        packet: object = None, audio: bool = False) -> None:
+            got.append((frame, keyframe, timestamp))
+
     camera = Picamera2Camera(0)
     with camera:
-        camera.start_encoder(segmenter, iperiod=30)
+        camera.start_encoder(Segmenter(), iperiod=30)
         (encoder, output, stream), = standin.made[0].encoders
-        assert output is segmenter and stream == "main"
+        output.outputframe(b"\x00\x00\x01\x65", True, 40000)  # as picamera2's encoder calls it
+        assert got == [(b"\x00\x00\x01\x65", True, 40000)] and stream == "main"
         assert encoder.iperiod == 30 and encoder.running
         assert len(list(itertools.islice(camera.frames(), 2))) == 2
     assert not encoder.running, "closing the camera stops the encoder"
