@@ -72,16 +72,21 @@ class Keeper:
         now = self._now()
         while True:
             disk = self.disk()
+            limit = self.budget.limit(disk)
+            # A first guess (no segment written yet) must not ask for more than a small budget has.
+            need_bytes = min(need_bytes, limit // 4)
             used = self.index.usage(now).bytes
-            over_budget = used + need_bytes - self.budget.limit(disk)
+            over_budget = used + need_bytes - limit
             under_floor = self.budget.min_free_bytes + need_bytes - disk.free
             if over_budget <= 0 and under_floor <= 0:
                 return ""
             victims = self.index.evictable(now, limit=16)
             if not victims:
+                if over_budget > 0 and used:
+                    return (f"the budget ({_mb(limit)}) is full of pinned footage (alerts, "
+                            "events, legal holds)")
                 if over_budget > 0:
-                    return (f"the budget ({_mb(self.budget.limit(disk))}) is full of pinned "
-                            "footage (alerts, events, legal holds)")
+                    return f"the budget ({_mb(limit)}) is too small for one segment"
                 return (f"only {_mb(disk.free)} free on the data partition, below the "
                         f"{_mb(self.budget.min_free_bytes)} floor, and nothing left to evict")
             freed = 0
