@@ -73,7 +73,7 @@ class Node:
         )
         self.commands = CommandDesk(cfg, self.topics, self.uplink, self.counters)
         recorded = bool(cfg.cameras) and cfg.recording.enabled
-        self.pins = FootagePins(cfg, self.counters) if recorded else None
+        self.footage = FootagePins(cfg, self.counters) if recorded else None
         self.alarm = AlarmPath(cfg, self.outbox, self.uplink, self.led, self.counters)
         self.button = CallButton(
             g.call_button.pin, pull_up=g.call_button.pull_up, debounce_s=t.debounce_ms / 1000,
@@ -113,8 +113,8 @@ class Node:
 
     def _alert(self, kind: AlertKind, source: str) -> None:
         alert = self.alarm.raise_alert(kind, source)
-        if self.pins is not None:  # after the alert is on its way: footage is second
-            self.pins.alert(alert.id, alert.time.timestamp())
+        if self.footage is not None:  # after the alert is on its way: footage is second
+            self.footage.alert(alert.id, alert.time.timestamp())
 
     def _on_release(self, held_s: float) -> None:
         if held_s >= self.cfg.timings.stuck_after_s:
@@ -145,8 +145,8 @@ class Node:
         )
         self.uplink.publish(self.topics.event, payload.to_bytes(), qos=1,
                             on_done=self._event_done)
-        if self.pins is not None and ev.phase in ("new", "end"):
-            self.pins.event(ev.camera, ev.event_id, ev.started_at.timestamp(),
+        if self.footage is not None and ev.phase in ("new", "end"):
+            self.footage.event(ev.camera, ev.event_id, ev.started_at.timestamp(),
                             ev.time.timestamp())
 
     def _event_done(self, ok: bool, reason: str) -> None:
@@ -264,8 +264,8 @@ class Node:
             self.vision.stop()  # before the uplink: the workers' last `end` events go out
         self.commands.close()
         self.uplink.stop()
-        if self.pins is not None:
-            self.pins.close()
+        if self.footage is not None:
+            self.footage.close()
         if self.simulator is not None:
             self.simulator.close()
         self.button.close()
