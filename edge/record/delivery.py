@@ -1,0 +1,91 @@
+"""Delivering a clip the hub asked for: export, sign, pin, upload; run in a child process.
+
+The node's main process never touches video, so a `clip` command is carried out here, in
+a process of its own: the window is exported by stream copy, its evidence manifest signed
+with the node's key, the footage pinned (so the original segments stay for as long as an
+alert's would, and a later dispute can be checked against them), and the clip uploaded
+with HTTP PUT. The result is a plain dict that crosses back to the node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge import clock
+from edge.record.clips import ClipError, export_clip, utc_iso
+from edge.record.index import Category, RecordingIndexError, SegmentIndex
+from edge.record.manifest import ManifestError, build_manifest, write_manifest
+from edge.record.signing import EvidenceKeyError, evidence_key
+from edge.record.upload import UploadError, upload
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """One `clip` command, as the child process needs it (picklable)."""
+
+    request_id: str
+    node_id: str
+    camera: str
+    start: float
+    end: float
+    upload_url: str
+    manifest_url: str | None
+    recordings: Path
+    identity: Path
+    hold_days: float  # how long the segments behind the clip are pinned
+    resumable: bool = False  # the upload URL takes resumable PUTs
+
+
+def deliver(job: ClipJob) -> dict[str, Any]:
+    """Export, sign, pin and upload; {"ok": True, "clip": {...}} or {"ok": False, "error"}."""
+    with contextlib.suppress(OSError):
+        os.nice(10)  # an export must not slow the camera workers' real-time reading
+    out_dir = job.recordings / "exports"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        index = SegmentIndex(job.recordings)
+    except (OSError, RecordingIndexError) as e:
+        return {"ok": False, "error": f"recordings unavailable: {e}"}
+    out = out_dir / f"{job.camera}-{job.request_id}.mp4"
+    manifest_path = out.with_suffix(".manifest.json")
+    try:
+        # Pinned first, so eviction cannot take a segment while it is being read.
+        now = time.time()
+        index.pin(job.camera, job.start, job.end, Category.ALERT, f"request {job.request_id}",
+                  now=now, expires=now + job.hold_days * DAY_S)
+        clip = export_clip(index, job.camera, job.start, job.end, out)
+        manifest = build_manifest(clip, node_id=job.node_id, key=evidence_key(job.identity),
+                                  clock_synced=clock.clock_synced(), created=now)
+        write_manifest(manifest, manifest_path)
+        sent = upload(clip.path, job.upload_url, content_type="video/mp4",
+                      resumable=job.resumable)
+        if job.manifest_url:
+            upload(manifest_path, job.manifest_url, content_type="application/json",
+                   resumable=job.resumable)
+    except (ClipError, UploadError, RecordingIndexError, ManifestError, EvidenceKeyError,
+            OSError, ValueError) as e:
+        log.error("clip request %s (camera %s) failed: %s", job.request_id, job.camera, e)
+        return {"ok": False, "error": str(e)}
+    finally:
+        index.close()
+        # The clip can be exported again from the pinned segments; keep the card for footage.
+        for path in (out, manifest_path):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+    if sent.sha256 != clip.sha256:
+        return {"ok": False, "error": "the clip changed on disk while it was uploaded"}
+    return {"ok": True, "clip": {
+        "bytes": clip.bytes, "sha256": clip.sha256, "start": utc_iso(clip.start),
+        "end": utc_iso(clip.end), "gaps": [[utc_iso(a), utc_iso(b)] for a, b in clip.gaps],
+        "uploaded_to": sent.url, "manifest": manifest,
+    }}
