@@ -1,0 +1,169 @@
+"""The hub asks a real node for footage over MQTT 5 and gets a signed clip by HTTP PUT.
+
+A hub-side paho client sends `clip` commands with a response topic and correlation data;
+the node records a real H.264 stream, exports, signs and uploads to a real HTTP server,
+and the clip is verified offline with the node's public key.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.hub.evidence import EvidenceStore
+from edge.localbroker import LocalBroker
+from edge.record.manifest import verify
+from edge.record.signing import PUBLIC_FILE, load_public
+from tests.conftest import NODE_ID, NodeProcess
+from tests.integration.test_recording import indexed, recording_config
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+class Hub:
+    """The hub's side: sends commands, collects responses with their correlation data."""
+
+    def __init__(self, broker: LocalBroker) -> None:
+        self.responses: list[tuple[str, dict[str, Any], bytes | None]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_connect = lambda c, *_: c.subscribe(f"poles/{NODE_ID}/#", qos=1)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert subscribed.wait(5)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if not msg.topic.startswith(f"poles/{NODE_ID}/response"):
+            return
+        correlation = getattr(msg.properties, "CorrelationData", None)
+        with self._lock:
+            self.responses.append((msg.topic, json.loads(msg.payload), correlation))
+
+    def send(self, payload: bytes, *, response_topic: str | None = None,
+             correlation: bytes | None = None) -> None:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if response_topic:
+            props.ResponseTopic = response_topic
+        if correlation:
+            props.CorrelationData = correlation
+        self.client.publish(f"poles/{NODE_ID}/command", payload, qos=1, properties=props)
+
+    def answers(self, request_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for _, r, _ in self.responses if r["id"] == request_id]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def hub(broker: LocalBroker) -> Iterator[Hub]:
+    h = Hub(broker)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EvidenceStore]:
+    s = EvidenceStore(tmp_path / "evidence")
+    s.start()
+    yield s
+    s.stop()
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def test_a_clip_request_is_exported_signed_uploaded_and_verifies_with_the_node_key(
+        tmp_path: Path, broker: LocalBroker, start_node: Any, hub: Hub,
+        store: EvidenceStore) -> None:
+    node: NodeProcess = start_node(recording_config(tmp_path, broker))
+    root = tmp_path / "data" / "recordings"
+    wait_for(lambda: len(indexed(root)) >= 5, timeout=40, what="ten seconds recorded")
+    end = time.time() - 3  # inside closed segments
+    request = {"v": 1, "id": "req-1", "command": "clip", "camera": "street",
+               "start": iso(end - 5), "end": iso(end), "upload_url": store.url("req-1.mp4")}
+    hub.send(json.dumps(request).encode(), response_topic=f"poles/{NODE_ID}/response/desk-7",
+             correlation=b"corr-1")
+    wait_for(lambda: any(a["status"] != "accepted" for a in hub.answers("req-1")), timeout=60,
+             what="the clip request settled")
+    topics = {t for t, r, _ in hub.responses if r["id"] == "req-1"}
+    assert topics == {f"poles/{NODE_ID}/response/desk-7"}, "answered on the asked topic"
+    assert all(c == b"corr-1" for _, r, c in hub.responses if r["id"] == "req-1")
+    statuses = [a["status"] for a in hub.answers("req-1")]
+    assert statuses == ["accepted", "done"], hub.answers("req-1")
+    result = hub.answers("req-1")[-1]["clip"]
+    clip = store.path("req-1.mp4")
+    assert clip.stat().st_size == result["bytes"]
+    key = load_public(tmp_path / "data" / "identity" / PUBLIC_FILE)
+    verdict = verify(clip, result["manifest"], key)
+    assert verdict.ok, verdict.problem
+    covered = result["manifest"]["covered"]
+    assert covered["start_unix"] <= end - 5 < covered["start_unix"] + 2.1  # one GOP (2 s)
+    assert end - 0.2 <= covered["end_unix"] <= end + 0.11  # its last frame starts before end
+    # The segments behind the clip are pinned for as long as an alert's.
+    assert "clip req-1 (camera street) delivered" in node.log()
+
+
+def test_bad_commands_are_rejected_with_reasons_and_the_node_keeps_working(
+        tmp_path: Path, broker: LocalBroker, start_node: Any, hub: Hub) -> None:
+    node: NodeProcess = start_node(recording_config(tmp_path, broker))
+    probe = json.dumps({"v": 1, "id": "r-probe", "command": "ping"}).encode()
+
+    def subscribed() -> bool:  # a command sent before the node subscribed reaches no one
+        hub.send(probe)
+        return bool(hub.answers("r-probe"))
+
+    wait_for(subscribed, what="the node listening for commands")
+    now = time.time()
+    good = {"v": 1, "command": "clip", "camera": "street", "start": iso(now - 10),
+            "end": iso(now), "upload_url": "http://127.0.0.1:9/x.mp4"}
+    cases: list[tuple[str, bytes, str]] = [
+        ("", b"\xff\xfe not json", "not JSON"),
+        ("", b"[1, 2]", "JSON object"),
+        ("r-cmd", json.dumps({**good, "id": "r-cmd", "command": "selfdestruct"}).encode(),
+         "unknown command"),
+        ("r-cam", json.dumps({**good, "id": "r-cam", "camera": "gate"}).encode(),
+         "no camera 'gate'"),
+        ("r-win", json.dumps({**good, "id": "r-win", "end": iso(now - 20)}).encode(),
+         "end must be after start"),
+        ("r-url", json.dumps({**good, "id": "r-url", "upload_url": "ftp://x/y"}).encode(),
+         "upload_url"),
+    ]
+    for _, payload, _ in cases:
+        hub.send(payload)
+    for cid, _, why in cases:
+        if not cid:
+            continue
+        wait_for(lambda cid=cid: hub.answers(cid), what=f"an answer to {cid}")  # type: ignore[misc]
+        (answer,) = hub.answers(cid)
+        assert answer["status"] == "rejected" and why in answer["error"], answer
+    wait_for(lambda: len([r for _, r, _ in hub.responses if r["id"] == ""]) == 2,
+             what="the answers to garbage (no id to echo)")
+    nameless = sorted(r["error"] for _, r, _ in hub.responses if r["id"] == "")
+    assert "JSON object" in nameless[0] and "not JSON" in nameless[1]
+    # An upload nobody takes fails with a reason, after the accepted answer.
+    hub.send(json.dumps({**good, "id": "r-down"}).encode())
+    wait_for(lambda: any(a["status"] == "failed" for a in hub.answers("r-down")), timeout=90,
+             what="the failed upload reported")
+    assert hub.answers("r-down")[-1]["error"]
+    alerts_before = node.log().count("alert ")
+    node.press()
+    wait_for(lambda: node.log().count("alert ") > alerts_before, what="a call after the commands")
