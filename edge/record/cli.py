@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from edge.clock import clock_synced
 from edge.config import ConfigError, NodeConfig, load_config
 from edge.record.clips import Clip, ClipError, export_clip, utc_iso
-from edge.record.index import INDEX_FILE, RecordingIndexError, SegmentIndex
+from edge.record.index import INDEX_FILE, Category, RecordingIndexError, SegmentIndex
 from edge.record.manifest import (
     ManifestError,
     build_manifest,
@@ -172,6 +172,56 @@ def _key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hold(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    start, end = _window(args, cfg)
+    index = SegmentIndex(cfg.recording_dir)
+    try:
+        # A camera since removed from the config may still have footage worth holding.
+        cameras = {c.name for c in cfg.cameras} | {s.camera for s in index.segments()}
+        if args.camera is not None and args.camera not in cameras:
+            raise _Failed(f"no camera {args.camera!r} in the config or the recordings; "
+                          f"there are {', '.join(sorted(cameras)) or 'none'}", 2)
+        pin = index.pin(args.camera, start, end, Category.LEGAL_HOLD, args.reason,
+                        now=time.time(), expires=None)
+        held = sum(len(index.between(c, start, end)) for c in
+                   ([args.camera] if args.camera else sorted(cameras)))
+    finally:
+        index.close()
+    print(f"legal hold {pin.id}: {args.camera or 'all cameras'} {utc_iso(start)} to "
+          f"{utc_iso(end)} ({args.reason}); {held} segment(s) held until released")
+    return 0
+
+
+def _holds(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    index = SegmentIndex(cfg.recording_dir)
+    try:
+        pins = [p for p in index.pins(time.time()) if p.category is Category.LEGAL_HOLD]
+    finally:
+        index.close()
+    for p in pins:
+        print(f"{p.id}\t{p.camera or 'all'}\t{utc_iso(p.start)}\t{utc_iso(p.end)}\t{p.reason}")
+    if not pins:
+        print("no legal holds")
+    return 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    index = SegmentIndex(cfg.recording_dir)
+    try:
+        hold = next((p for p in index.pins(time.time()) if p.id == args.hold
+                     and p.category is Category.LEGAL_HOLD), None)
+        if hold is None:
+            raise _Failed(f"no legal hold {args.hold} in force (see edge-clip holds)")
+        index.release(hold.id, now=time.time())
+    finally:
+        index.close()
+    print(f"legal hold {hold.id} released: its footage now follows the normal retention")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
@@ -209,6 +259,24 @@ def _parser() -> argparse.ArgumentParser:
     ky = sub.add_parser("key", help="print the node's public evidence key (made on first use)")
     ky.add_argument("--config", "-c", type=Path, required=True, help="the node's YAML config")
     ky.set_defaults(func=_key)
+    ho = sub.add_parser("hold", help="keep footage until released (a legal hold)",
+                        description="Times: " + _TIME_HELP + ".")
+    ho.add_argument("--config", "-c", type=Path, required=True, help="the node's YAML config")
+    ho.add_argument("--camera", help="one camera (default: all)")
+    ho.add_argument("--start", type=parse_time, help="window start")
+    ho.add_argument("--end", type=parse_time, help="window end")
+    ho.add_argument("--around", type=parse_time, help="a moment; with --before/--after")
+    ho.add_argument("--before", type=float, help="seconds before --around")
+    ho.add_argument("--after", type=float, help="seconds after --around")
+    ho.add_argument("--reason", required=True, help="the case or request, e.g. 'case 77/2026'")
+    ho.set_defaults(func=_hold)
+    hs = sub.add_parser("holds", help="list the legal holds in force")
+    hs.add_argument("--config", "-c", type=Path, required=True, help="the node's YAML config")
+    hs.set_defaults(func=_holds)
+    rl = sub.add_parser("release", help="lift a legal hold")
+    rl.add_argument("--config", "-c", type=Path, required=True, help="the node's YAML config")
+    rl.add_argument("hold", type=int, help="the hold's number (from edge-clip holds)")
+    rl.set_defaults(func=_release)
     return p
 
 

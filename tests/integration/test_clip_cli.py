@@ -128,3 +128,33 @@ def test_a_bad_config_is_reported_by_field_and_exit_2(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "node.site: required field is missing" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_legal_hold_keeps_footage_until_it_is_released(config: Path) -> None:
+    from edge.config.loader import load_config
+    from edge.record.budget import Budget, Keeper
+    from edge.record.index import SegmentIndex
+
+    held = edge_clip("hold", "--config", config, "--camera", CAMERA, "--start",
+                     "2026-11-21T14:59:20Z", "--end", "2026-11-21T14:59:28Z",
+                     "--reason", "case 77/2026")
+    assert held.returncode == 0, held.stderr
+    assert "legal hold 1:" in held.stdout and "3 segment(s) held" in held.stdout
+    listed = edge_clip("holds", "--config", config)
+    assert "case 77/2026" in listed.stdout and listed.stdout.startswith("1\t")
+
+    root = load_config(config).recording_dir
+    index = SegmentIndex(root)
+    years_later = T0 + 3650 * 86400.0
+    keeper = Keeper(index, Budget(max_bytes=1, max_fraction=None, min_free_bytes=0),
+                    continuous_days=7, now=lambda: years_later)
+    keeper.sweep()
+    keeper.make_room(1)
+    assert [s.start for s in index.segments()] == [T0 + 8, T0 + 12, T0 + 16]
+    index.close()
+
+    bad = edge_clip("release", "--config", config, "9")
+    assert bad.returncode == 1 and "no legal hold 9" in bad.stderr
+    released = edge_clip("release", "--config", config, "1")
+    assert released.returncode == 0, released.stderr
+    assert edge_clip("holds", "--config", config).stdout.strip() == "no legal holds"
