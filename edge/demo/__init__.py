@@ -3,14 +3,19 @@
 A real Mosquitto (LocalBroker), a real node process on simulated pins, and the hub console
 in this process with auto-ack. A scripted citizen presses the call button through the pin
 simulator, the cabinet's tamper switch trips once, and the broker is stopped and restarted
-so a call made during the outage is seen reaching the hub once the link returns. Ends with
-a summary of what the hub received; exit 0 only if every press reached the hub once, was
-acknowledged, no sequence number is missing and the node stopped cleanly.
+so a call made during the outage is seen reaching the hub once the link returns. The node
+records its camera (the sample video as H.264, as an IP camera sends it); the hub asks it
+for the clip around the first call, which the node uploads to the hub's evidence store,
+and checks the clip against its signed manifest. Ends with a summary of what the hub
+received; exit 0 only if every press reached the hub once, was acknowledged, no sequence
+number is missing, the clip arrived and verified, and the node stopped cleanly.
 
 pole.py runs the node process and drives its pins; script.py is the scripted presses,
-tamper trip and outage, with their narration; summary.py counts what reached the hub and
-prints the summary; app.py starts broker, node and console, draws the live view and is the
-`edge-demo` command (`main`, also `python -m edge.demo`).
+tamper trip and outage, with their narration; clip.py asks for the clip and checks it;
+footage.py fetches the sample video and makes its H.264 copy; summary.py counts what
+reached the hub and prints the summary; app.py starts broker, node, console and evidence
+store, draws the live view and is the `edge-demo` command (`main`, also
+`python -m edge.demo`).
 """
 
 from edge.demo.app import main

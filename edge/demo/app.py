@@ -1,6 +1,7 @@
-"""The `edge-demo` command: arguments, a scratch directory, then broker, node and hub console
-started and stopped in order around the script (run), with the hub's live view above the
-narration on a terminal (screen). SIGTERM and Ctrl-C stop it cleanly; the node's log is kept.
+"""The `edge-demo` command: arguments, a scratch directory, then broker, node, hub console and
+the hub's evidence store started and stopped in order around the script (run), with the
+hub's live view above the narration on a terminal (screen). SIGTERM and Ctrl-C stop it
+cleanly; the node's log is kept.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -25,18 +27,20 @@ from rich.segment import Segment, Segments
 from rich.style import Style
 
 from edge.config import ConfigError, load_config
-from edge.demo.footage import FootageError, vtest_path
+from edge.demo.footage import FootageError, vtest_h264_path
 from edge.demo.pole import START_TIMEOUT_S, DemoError, Pole
 from edge.demo.script import FAST, FULL, NARRATION_LINES, Narration, Pace, Script
 from edge.demo.summary import print_summary, summarize
 from edge.hub.client import HubConsole
+from edge.hub.evidence import EvidenceStore
 from edge.localbroker import LocalBroker
 
 DIM = Style(dim=True)
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "docs" / "config" / "demo-node.yaml"
 OPERATOR = "demo-dispatch"
-VIDEO_PLACEHOLDER = "vtest.avi"  # in the demo config: replaced by the fetched file's path
+# in the demo config: replaced by the path of the sample's H.264 copy (as a camera sends it)
+VIDEO_PLACEHOLDER = "vtest.avi"
 SOCKET_MAX = 100  # unix socket paths are limited to ~108 bytes; the simulator adds ".new"
 
 
@@ -50,7 +54,7 @@ def write_config(workdir: Path, broker: LocalBroker) -> Path:
     data["gpio"]["simulator_socket"] = str(workdir / "pins.sock")
     data["data_dir"] = str(workdir / "data")
     try:
-        video = vtest_path()
+        video = vtest_h264_path()
     except FootageError as e:
         raise DemoError(f"cannot get the sample street video: {e}") from e
     for camera in data.get("cameras", []):
@@ -90,7 +94,11 @@ def run(workdir: Path, pace: Pace, plain: bool, out: Console) -> int:
         stack.callback(broker.stop)
         broker.start()
         story.say(f"Mosquitto listening on {broker.host}:{broker.port}")
+        made = time.monotonic()
         config = write_config(workdir, broker)
+        if time.monotonic() - made > 1.0:
+            story.say(f"sample street video fetched and made into H.264 as an IP camera sends "
+                      f"it, in {time.monotonic() - made:.0f} s (cached for the next runs)")
         pole = Pole(load_config(config), config, workdir / "node.log")
         stack.callback(pole.stop)
         pole.start()
@@ -100,10 +108,16 @@ def run(workdir: Path, pace: Pace, plain: bool, out: Console) -> int:
                          on_event=story.hub_events.put if plain else None)
         stack.callback(hub.stop)
         hub.start()
+        store = EvidenceStore(workdir / "hub-evidence")
+        stack.callback(store.stop)
+        store.start()
+        host, port = store.address
+        story.say(f"hub evidence store (HTTP PUT) at http://{host}:{port}/, "
+                  f"files in {store.folder}")
         if not plain:
             stack.enter_context(Live(get_renderable=screen(hub, story, out), console=out,
                                      refresh_per_second=4))
-        script = Script(pole, broker, hub, story, pace)
+        script = Script(pole, broker, hub, story, pace, store)
         online = script.wait_for(lambda: any(n.node_id == pole.cfg.node.id and
                                              n.state == "online" for n in hub.state.nodes()),
                                  START_TIMEOUT_S)
@@ -129,6 +143,8 @@ def run(workdir: Path, pace: Pace, plain: bool, out: Console) -> int:
         print(f"FAILED: {line}")
     if not missing:
         print("OK: every press reached the hub exactly once and was acknowledged")
+        if script.clip is not None:
+            print("OK: the clip around the first call arrived and verified")
     return 1 if missing else 0
 
 

@@ -6,7 +6,11 @@ package with apt (no root needed), take the one file out and check its SHA-256, 
 machine runs on the same bytes. The file is cached; set SAFECITY_FOOTAGE_DIR to move the
 cache (default: ~/.cache/safecity-edge/footage).
 
-`python -m edge.demo.footage` fetches it and prints its path.
+vtest.avi is MS-MPEG4; an IP camera sends H.264. `vtest_h264_path()` gives the same pictures
+as such a camera would send them (H.264, a keyframe every 2 s, no B-frames), encoded once
+into the same cache, so the demo's node records it by stream copy as it would a camera.
+
+`python -m edge.demo.footage` fetches it, makes the H.264 copy and prints both paths.
 """
 
 from __future__ import annotations
@@ -16,11 +20,21 @@ import os
 import subprocess
 import sys
 import tempfile
+from fractions import Fraction
 from pathlib import Path
+
+import av
+import av.error
+from av.video.frame import PictureType
 
 VTEST_NAME = "vtest.avi"
 VTEST_SHA256 = "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"
 VTEST_FRAMES = 795
+VTEST_FPS = 10
+# As IP cameras are usually set: a keyframe every 2 s (where segments and clips can start),
+# no B-frames; constant quality 23 is libx264's default, a moderate street picture.
+H264_GOP = 2 * VTEST_FPS
+H264_CRF = 23
 _PACKAGE = "opencv-doc"
 _MEMBER = "./usr/share/doc/opencv-doc/examples/data/vtest.avi"
 
@@ -79,6 +93,46 @@ def vtest_path() -> Path:
     return target
 
 
+def vtest_h264_path(gop: int = H264_GOP, crf: int = H264_CRF) -> Path:
+    """Path of vtest.avi as an IP camera would send it: H.264 (libx264, yuv420p) in MP4 at
+    its own 10 fps, a keyframe every `gop` frames and nowhere else, no B-frames, constant
+    quality `crf`. Made the first time (a few seconds) next to vtest.avi; the name carries
+    the parameters, and the file appears under it only once complete."""
+    source = vtest_path()
+    target = source.with_name(f"vtest-h264-{VTEST_FPS}fps-gop{gop}-crf{crf}.mp4")
+    if target.exists():
+        return target
+    partial = target.with_name(f".{target.stem}.{os.getpid()}.partial.mp4")
+    try:
+        _encode_h264(source, partial, gop, crf)
+        partial.replace(target)
+    except (av.error.FFmpegError, OSError) as e:
+        raise FootageError(f"cannot make the H.264 copy of {source} in {target.parent}: "
+                           f"{e}") from e
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _encode_h264(source: Path, out_path: Path, gop: int, crf: int) -> None:
+    rate = Fraction(VTEST_FPS)
+    with av.open(str(source)) as src, av.open(str(out_path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height = src.streams.video[0].width, src.streams.video[0].height
+        stream.pix_fmt = "yuv420p"
+        stream.gop_size = gop
+        stream.options = {
+            "preset": "veryfast", "tune": "zerolatency", "crf": str(crf),
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
+        }
+        for number, frame in enumerate(src.decode(video=0)):
+            frame = frame.reformat(format="yuv420p")
+            frame.pts, frame.time_base = number, 1 / rate
+            frame.pict_type = PictureType.NONE  # keyframes where the GOP says, not the source
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
 def _run(cmd: list[str], cwd: Path, what: str) -> None:
     try:
         done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
@@ -91,6 +145,7 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
 def main() -> int:
     try:
         print(vtest_path())
+        print(vtest_h264_path())
     except FootageError as e:
         print(f"footage: {e}", file=sys.stderr)
         return 1

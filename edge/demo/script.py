@@ -1,7 +1,8 @@
 """The demo's script and its narration: two citizens' calls, a tamper trip, a call made while
-the broker is down, two more calls, each checked at the hub and on the call LED (Script);
-the lines that tell the story, printed or kept for the live view (Narration); and the
-pauses between steps (Pace: FULL for people, FAST for tests).
+the broker is down, two more calls, each checked at the hub and on the call LED, and the
+recorded clip of the first call, asked for by the hub and checked (Script; the clip's steps
+are in clip.py); the lines that tell the story, printed or kept for the live view
+(Narration); and the pauses between steps (Pace: FULL for people, FAST for tests).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import TypeVar
 from rich.text import Text
 
 from edge.contract.payloads import AlertKind
+from edge.demo.clip import ClipStep
 from edge.demo.pole import Pole
 from edge.hub import view
 from edge.hub.client import HubConsole
+from edge.hub.evidence import EvidenceStore
 from edge.hub.state import AlertRecord, HubEvent
 from edge.localbroker import LocalBroker
 
@@ -30,6 +33,8 @@ STEP_TIMEOUT_S = 10.0  # one press → alert acked at the hub, link up
 RETURN_TIMEOUT_S = 30.0  # the outage call, after the broker is back and both clients reconnect
 FINAL_TIMEOUT_S = 15.0
 CAMERA_TIMEOUT_S = 60.0  # node start → the first tracked objects at the hub (model load, spawn)
+# beyond the footage wanted: a segment to close, the worker's 5 s report, a 2 s heartbeat
+RECORDING_TIMEOUT_S = 20.0
 
 LED_MEANING = {
     "steady": "LED steady: hub acknowledged, help is coming",
@@ -83,15 +88,21 @@ class Script:
     """The scripted citizens, tamperer and outage, narrated step by step."""
 
     def __init__(self, pole: Pole, broker: LocalBroker, hub: HubConsole, story: Narration,
-                 pace: Pace) -> None:
+                 pace: Pace, store: EvidenceStore | None = None) -> None:
         self.pole, self.broker, self.hub, self.story, self.pace = pole, broker, hub, story, pace
         self.presses = self.tamper_trips = 0
         self.outage_call: AlertRecord | None = None
         self.cameras = [c.name for c in pole.cfg.cameras]
+        recorded = bool(self.cameras) and pole.cfg.recording.enabled
+        # the clip of the first call: asked for by the hub, checked when it arrives
+        self.clip = (ClipStep(pole, hub, store, story.say) if recorded and store is not None
+                     else None)
 
     def run(self) -> None:
         if self.cameras:
             self.watch_street()
+        if self.clip is not None:
+            self.watch_recording(self.clip)
         self.call("a citizen at the bus stop")
         self.pause(self.pace.between_calls_s)
         self.call("a second citizen")
@@ -118,6 +129,8 @@ class Script:
                            "bold red")
             return
         self._arrived(rec)
+        if self.clip is not None:
+            self.clip.plan(rec)  # the first acknowledged call's; later calls change nothing
         self.show_led(expected="steady")
         extra = [a.seq for a in self.hub.state.alerts()
                  if a.alert_id not in before and a.kind == AlertKind.CALL]
@@ -143,6 +156,10 @@ class Script:
         self.pole.set_tamper(False)
 
     def outage(self) -> None:
+        if self.clip is not None and self.clip.time_left() > 0.3:
+            self.story.say("the hub waits for the clip of the first call before the link goes "
+                           "down")
+        self.settle_clip()
         self.story.say("broker stopped: the pole's link to the hub is down", "bold red")
         self.broker.stop()
         self.pause(0.5)  # the node and the console see the TCP connection close
@@ -186,8 +203,37 @@ class Script:
         self.story.say("hub sees tracked objects: " + ", ".join(
             f"{n} {label}" for label, n in sorted(labels.items())), "green")
 
+    def watch_recording(self, clip: ClipStep) -> None:
+        """Footage from before the first call, so its clip starts where the window does."""
+        need = clip.before_s
+        self.story.say(f"camera {clip.camera} is recorded all the time: its H.264 copied, not "
+                       f"re-encoded, into {clip.segment_s:.0f} s segments; the first call "
+                       f"waits until {need:.0f} s are on disk", "bold")
+
+        def enough() -> float | None:
+            got = clip.recorded_s()
+            return got if got is not None and got >= need else None
+
+        seen = self.wait_for(enough, need + RECORDING_TIMEOUT_S)
+        if not seen:
+            self.story.say(f"the hub saw no {need:.0f} s of recording from camera "
+                           f"{clip.camera}; the clip will miss the start", "bold red")
+            return
+        self.story.say(f"the pole's heartbeat tells the hub: camera {clip.camera} has been "
+                       f"recording for {seen:.0f} s", "green")
+
+    def settle_clip(self) -> None:
+        """Wait (bounded) until the clip of the first call has arrived and been checked."""
+        clip = self.clip
+        if clip is None:
+            return
+        self.wait_for(lambda: clip.finished, clip.time_left())
+        clip.give_up()  # a no-op once it finished
+
     def finish(self) -> bool:
-        """Wait (bounded) until every press and trip is at the hub and acknowledged."""
+        """Wait (bounded) until the clip is checked and every press and trip is at the hub
+        and acknowledged."""
+        self.settle_clip()
         self.story.say("waiting for every alert to be received and acknowledged")
         done = self.wait_for(lambda: self._all_in() and not self.hub.state.pending(),
                              FINAL_TIMEOUT_S)
@@ -238,6 +284,8 @@ class Script:
         while True:
             self.story.pump()
             self.pole.check_alive()
+            if self.clip is not None:
+                self.clip.step()
             left = end - time.monotonic()
             if left <= 0:
                 return

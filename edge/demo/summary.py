@@ -1,5 +1,6 @@
-"""The demo's summary: what the script did against what the hub received (summarize), and
-the SUMMARY section as plain lines or a rich table (print_summary)."""
+"""The demo's summary: what the script did against what the hub received, the clip of the
+first call included (summarize), and the SUMMARY section as plain lines or a rich table
+(print_summary)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
         ("malformed messages", str(s["malformed"])),
         ("objects seen by the camera", _objects(s)),
         ("events received (new/update/end)", str(s["events_received"])),
+        *_clip_rows(script, hub, s),
         ("node exit code", "-" if node_exit is None else str(node_exit)),
     ]
     missing = []
@@ -52,9 +54,31 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
         missing.append(f"{s['seq_missing']} sequence number(s) never received")
     if script.cameras and not s["objects_seen"]:
         missing.append("the camera pipeline reported no objects")
+    outcome = script.clip.outcome if script.clip is not None else None
+    if script.clip is not None and not (outcome and outcome.ok):
+        which = f"call seq {outcome.seq}" if outcome and outcome.seq else "the first call"
+        missing.append(f"the clip of {which} did not arrive verified: "
+                       f"{outcome.text if outcome else 'unknown'}")
     if node_exit != 0:
         missing.append(f"the node exited with {node_exit} instead of 0")
     return rows, missing
+
+
+def _clip_rows(script: Script, hub: HubConsole, s: dict[str, Any]) -> list[tuple[str, str]]:
+    """Clips asked of the pole, and how many arrived and verified; none without recording."""
+    if script.clip is None:
+        return []
+    asked = f"around call seq {script.clip.call.seq}" if script.clip.call else "none asked"
+    rec = hub.state.clips.get(script.clip.request_id) if script.clip.request_id else None
+    got = "-"
+    if rec is not None and rec.result is not None:
+        segments = len(rec.result.manifest.get("segments", []))
+        got = (f"{rec.covered_s:.1f} s, {rec.result.bytes / 1e6:.1f} MB, "
+               f"{segments} segment(s), signed by the pole")
+    return [
+        ("clips requested by the hub", f"{s['clips_requested']}  ({asked})"),
+        ("clips delivered and verified", f"{s['clips_verified']}  ({got})"),
+    ]
 
 
 def _objects(s: dict[str, Any]) -> str:

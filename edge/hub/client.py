@@ -1,10 +1,10 @@
-"""The hub console's MQTT client: HubConsole watches every pole on a broker and acknowledges
-their alerts; send_ack() publishes a single ack for scripts.
+"""The hub console's MQTT client: HubConsole watches every pole on a broker, acknowledges
+their alerts and asks them for evidence clips; send_ack() publishes a single ack for scripts.
 
 HubConsole is the piece the demo runs in its own process: a paho MQTT 5 client on its own
 network thread (loop_start; paho reconnects by itself) that feeds a HubState and publishes
-acks. Its session is persistent, so alerts published while it is away are queued for it by
-the broker, and it re-subscribes on every connect.
+acks and commands. Its session is persistent, so alerts published while it is away are
+queued for it by the broker, and it re-subscribes on every connect.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import secrets
 import ssl
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -28,11 +31,17 @@ from rich.console import RenderableType
 from edge import clock
 from edge.config.model import TlsSection
 from edge.contract import topics
+from edge.contract.commands import ClipRequest
 from edge.contract.payloads import Ack, NodeId
 from edge.hub import view
 from edge.hub.state import EventHook, HubEvent, HubState
 from edge.ids import uuid7
 from edge.uplink import make_client
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from edge.record.manifest import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +87,11 @@ class HubConsole:
         self._subscribed = threading.Event()
         self._stopping = False
         self._rows: list[str] = []  # alert ids in the order last drawn, for `a N`
-        # mid → alert id of acks the broker has not answered yet; _early holds answers
-        # that beat publish() returning. Never hold _lock while calling paho (it holds its
-        # own mutex while calling _on_publish).
+        # mid → what to do with the broker's answer, for QoS 1 messages (acks, commands) it
+        # has not answered yet; _early holds answers that beat publish() returning. Never
+        # hold _lock while calling paho (it holds its own mutex while calling _on_publish).
         self._lock = threading.Lock()
-        self._acks_waiting: dict[int, str] = {}
+        self._waiting: dict[int, Callable[[ReasonCode], None]] = {}
         self._early: dict[int, ReasonCode] = {}
         c = make_client(self.client_id, tls)
         c.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
@@ -113,9 +122,10 @@ class HubConsole:
         return self._connected.is_set()
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        """Let acks in flight reach the broker (up to timeout_s), then disconnect."""
+        """Let acks and commands in flight reach the broker (up to timeout_s), then
+        disconnect."""
         deadline = clock.monotonic() + timeout_s
-        while self.connected and self._acks_waiting and clock.monotonic() < deadline:
+        while self.connected and self._waiting and clock.monotonic() < deadline:
             time.sleep(0.05)
         self._stopping = True
         props = _session_expiry(PacketTypes.DISCONNECT, 0) if self._own_session else None
@@ -158,17 +168,24 @@ class HubConsole:
 
     def _publish_ack(self, node: str, alert_id: str) -> None:
         ack = Ack(alert_id=alert_id, by=self.operator, time=clock.now())
-        info = self._client.publish(topics.NodeTopics(node).ack, ack.to_bytes(), qos=1)
+        self._publish(topics.NodeTopics(node).ack, ack.to_bytes(), None,
+                      lambda reason: self._ack_answered(alert_id, reason),
+                      lambda why: self._ack_failed(node, alert_id, why))
+
+    def _publish(self, topic: str, payload: bytes, props: Properties | None,
+                 answered: Callable[[ReasonCode], None], unsent: Callable[[str], None]) -> None:
+        """Publish at QoS 1; `answered` gets the broker's answer, `unsent` why paho refused."""
+        info = self._client.publish(topic, payload, qos=1, properties=props)
         # NO_CONN: paho keeps a QoS 1 message and sends it once reconnected
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            self._ack_failed(node, alert_id, mqtt.error_string(info.rc))
+            unsent(mqtt.error_string(info.rc))
             return
         with self._lock:
             early = self._early.pop(info.mid, None)
             if early is None:
-                self._acks_waiting[info.mid] = alert_id
+                self._waiting[info.mid] = answered
                 return
-        self._ack_answered(alert_id, early)
+        answered(early)
 
     def _ack_answered(self, alert_id: str, reason: ReasonCode) -> None:
         if reason.is_failure:
@@ -181,6 +198,57 @@ class HubConsole:
         log.warning("ack for alert %s of %s not sent: %s", alert_id, node, why)
         self._emit(HubEvent(clock.now(), "ack_failed", f"ack for {node} alert {alert_id}: {why}",
                             node, alert_id))
+
+    # --- clips ---
+
+    def request_clip(
+        self, node: str, camera: str, start: datetime, end: datetime, upload_url: str, *,
+        manifest_url: str | None = None, request_id: str | None = None,
+    ) -> str:
+        """Ask a pole for a camera's footage of [start, end) as a signed clip, PUT to
+        `upload_url`; returns the request id (a new UUIDv7 unless given). Published at QoS 1
+        on the pole's command topic with MQTT 5 ResponseTopic = its response topic and
+        CorrelationData = the id; the answers land in `state.clips`. A bad node id, camera
+        or window raises pydantic.ValidationError here, before anything is sent."""
+        node_topics = topics.NodeTopics(_NODE_ID.validate_python(node))
+        request = ClipRequest(id=request_id or uuid7(), command="clip", camera=camera,
+                              start=start, end=end, upload_url=upload_url,
+                              manifest_url=manifest_url)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = node_topics.response
+        props.CorrelationData = request.id.encode()
+        now = clock.now()
+        self._emit(HubEvent(now, "clip", self.state.clips.requested(node, request, now), node))
+
+        def unsent(why: str) -> None:
+            line = self.state.clips.not_sent(request.id, why, clock.now())
+            if line:
+                log.warning("%s", line)
+                self._emit(HubEvent(clock.now(), "clip", line, node))
+
+        def answered(reason: ReasonCode) -> None:
+            if reason.is_failure:
+                unsent(f"the broker refused it: {reason}")
+
+        self._publish(node_topics.command, request.to_bytes(), props, answered, unsent)
+        return request.id
+
+    def check_clip(self, request_id: str, clip: Path, public_key: Ed25519PublicKey) -> Verdict:
+        """Check the delivered clip of a request (the uploaded file at `clip`) against the
+        signed manifest in the pole's `done` answer, with the pole's public evidence key;
+        the verdict is kept in `state.clips` and told as an event."""
+        from edge.hub.evidence import check_clip  # PyAV only once a clip is checked
+        from edge.record.manifest import Verdict
+
+        rec = self.state.clips.get(request_id)
+        if rec is None or rec.result is None:
+            verdict = Verdict(False, f"clip {request_id}: no delivered clip to check")
+        else:
+            verdict = check_clip(clip, rec.result, public_key, node=rec.node, camera=rec.camera)
+        line = self.state.clips.checked(request_id, verdict.ok, verdict.problem)
+        if line:
+            self._emit(HubEvent(clock.now(), "clip", line, rec.node if rec else ""))
+        return verdict
 
     # --- drawing ---
 
@@ -252,8 +320,9 @@ class HubConsole:
             topic = msg.topic
         except UnicodeDecodeError:  # brokers should refuse these; count it, do not fail
             topic = "<topic not UTF-8>"
+        correlation = getattr(getattr(msg, "properties", None), "CorrelationData", None)
         try:
-            ids = self.state.receive(topic, bytes(msg.payload), clock.now())
+            ids = self.state.receive(topic, bytes(msg.payload), clock.now(), correlation)
             if self.auto_ack:
                 for alert_id in ids:
                     self.ack(alert_id)
@@ -264,11 +333,11 @@ class HubConsole:
         self, _c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
     ) -> None:
         with self._lock:
-            alert_id = self._acks_waiting.pop(mid, None)
-            if alert_id is None:
+            answered = self._waiting.pop(mid, None)
+            if answered is None:
                 self._early[mid] = reason
                 return
-        self._ack_answered(alert_id, reason)
+        answered(reason)
 
 
 class AckNotDelivered(RuntimeError):

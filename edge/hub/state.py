@@ -4,7 +4,8 @@ HubState parses node messages with the contract models, keeps each node's last s
 heartbeat (with its cameras' stats), drops duplicate alerts by id, counts sequence gaps
 (possible loss) and garbage, and says which alerts need an ack. It also keeps, per node, the
 objects the vision pipeline tracked (ObjectRecord: one per event id, built from its
-new → update → end messages). No I/O: the console feeds it messages and acks. Every
+new → update → end messages), and hands the poles' answers to the hub's commands to the
+clip book (`clips`, edge/hub/clips.py). No I/O: the console feeds it messages and acks. Every
 method is thread-safe; readers get copies, never the live records.
 """
 
@@ -21,7 +22,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from edge.contract import topics
+from edge.contract.commands import Response
 from edge.contract.payloads import Alert, CameraStats, Event, EventPhase, Heartbeat, Status
+from edge.hub.clips import ClipBook
 
 GARBAGE_KEPT = 5  # the last few malformed messages are kept for display
 MAX_ALERTS = 100_000  # past this the oldest alerts are forgotten, so a flood cannot exhaust memory
@@ -32,11 +35,12 @@ EVENT_KEYS_KEPT = 16  # per object, the last (phase, time) keys seen, to spot re
 TEXT_LIMIT = 300  # topics and error texts from the network are cut to this many characters
 
 # What the node publishes, by topic leaf. Other leaves (the hub's own acks) are ignored.
-_MODELS: dict[str, type[Status | Alert | Heartbeat | Event]] = {
+_MODELS: dict[str, type[Status | Alert | Heartbeat | Event | Response]] = {
     "status": Status,
     "alert": Alert,
     "telemetry": Heartbeat,
     "event": Event,
+    "response": Response,
 }
 
 
@@ -242,15 +246,18 @@ class HubState:
         self._objects_forgotten = 0
         self._events_received = 0
         self._event_duplicates = 0
+        self.clips = ClipBook()  # thread-safe on its own
 
     # --- input ---
 
-    def receive(self, topic: str, payload: bytes, received_at: datetime) -> list[str]:
-        """Take one message; return the ids of alerts to acknowledge now. A duplicate is
-        re-acked even if already acked: the node re-sends only while it lacks our ack."""
+    def receive(self, topic: str, payload: bytes, received_at: datetime,
+                correlation: bytes | None = None) -> list[str]:
+        """Take one message (with its MQTT 5 correlation data, if any); return the ids of
+        alerts to acknowledge now. A duplicate is re-acked even if already acked: the node
+        re-sends only while it lacks our ack."""
         events: list[HubEvent] = []
         with self._lock:
-            acks = self._receive(topic, payload, received_at, events)
+            acks = self._receive(topic, payload, received_at, correlation, events)
         self._emit(events)
         return acks
 
@@ -277,7 +284,8 @@ class HubState:
                 hook(ev)
 
     def _receive(
-        self, topic: str, payload: bytes, at: datetime, events: list[HubEvent]
+        self, topic: str, payload: bytes, at: datetime, correlation: bytes | None,
+        events: list[HubEvent],
     ) -> list[str]:
         parsed = topics.parse(topic)
         if parsed is None:
@@ -293,6 +301,11 @@ class HubState:
         except ValidationError as e:
             bad_json = any(err["type"] == "json_invalid" for err in e.errors())
             self._add_garbage(at, topic, "json" if bad_json else "schema", _describe(e), events)
+            return []
+        if isinstance(msg, Response):  # carries no node: it is the topic's
+            line = self.clips.answer(node_id, msg, correlation, at)
+            if line:
+                events.append(HubEvent(at, "clip", _cut(line), node_id))
             return []
         if msg.node != node_id:
             self._add_garbage(
@@ -477,7 +490,8 @@ class HubState:
         event ids), objects_open (no `end` yet), objects_by_label, loitering (objects that
         loitered anywhere), objects_forgotten (past MAX_OBJECTS per node; the counts above
         are of the objects kept), cameras_online, cameras_offline, cameras_by_node
-        {node: {"online": n, "offline": n}} from each node's last heartbeat."""
+        {node: {"online": n, "offline": n}} from each node's last heartbeat. Clips: see
+        ClipBook.counts()."""
         with self._lock:
             recs = list(self._alerts.values())
             nodes = [replace(n) for n in self._nodes.values()]
@@ -517,6 +531,7 @@ class HubState:
             cameras_online=sum(c["online"] for c in by_node.values()),
             cameras_offline=sum(c["offline"] for c in by_node.values()),
             cameras_by_node=by_node,
+            **self.clips.counts(),
         )
         return out
 

@@ -1,6 +1,6 @@
-"""How the hub console looks: the live rich view (nodes and their cameras, alerts, tracked
-objects, malformed messages) and the one-line form of an event for --plain logs. Reads a
-HubState and draws; no I/O.
+"""How the hub console looks: the live rich view (nodes and their cameras, alerts, clips
+asked of the poles, tracked objects, malformed messages) and the one-line form of an event
+for --plain logs. Reads a HubState and draws; no I/O.
 
 Every string that came over the network goes through printable() and into a rich Text, so
 a node (or anyone on the broker) cannot inject console markup or terminal escapes.
@@ -16,10 +16,12 @@ from rich.table import Table
 from rich.text import Text
 
 from edge.contract.payloads import CameraStats
+from edge.hub.clips import ClipRecord
 from edge.hub.state import AlertRecord, HubEvent, HubState, NodeView, ObjectRecord, duration
 
 ALERT_ROWS = 15  # the alerts table shows this many, newest first; `a N` counts in it
 OBJECT_ROWS = 5  # few: objects are context, alerts (a citizen's call) must stay on screen
+CLIP_ROWS = 3
 
 
 def printable(text: str, limit: int = 120) -> str:
@@ -154,6 +156,41 @@ def cameras_table(nodes: list[NodeView]) -> Table | None:
     return t
 
 
+_CLIP_STYLE = {"done": "green", "failed": "bold red", "rejected": "bold red",
+               "not sent": "bold red", "accepted": "yellow", "requested": "yellow"}
+
+
+def _verified_cell(c: ClipRecord) -> Text:
+    if c.verified is None:
+        return Text("-", style="dim")
+    if c.verified:
+        return Text("yes", style="bold green")
+    return Text(f"NO {printable(c.problem, 60)}", style="bold red")
+
+
+def clips_table(clips: list[ClipRecord]) -> Table | None:
+    """The clips the hub asked for, newest first; None before the first request."""
+    if not clips:
+        return None
+    t = Table(title="Clips (evidence asked of the poles)", title_justify="left", expand=True,
+              box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    t.add_column("Request", no_wrap=True, max_width=38, overflow="ellipsis")
+    t.add_column("Node", no_wrap=True, min_width=6, overflow="ellipsis")
+    t.add_column("Camera", no_wrap=True, max_width=16, overflow="ellipsis")
+    t.add_column("Window", no_wrap=True)  # asked for, UTC
+    t.add_column("Status", ratio=1, min_width=8, no_wrap=True, overflow="ellipsis")
+    t.add_column("Size", justify="right", no_wrap=True)
+    t.add_column("Verified", no_wrap=True, max_width=64, overflow="ellipsis")
+    for c in clips:
+        status = Text(c.status, style=_CLIP_STYLE.get(c.status, ""))
+        if c.error:
+            status.append(f" {printable(c.error, 80)}", style="red")
+        size = "-" if c.result is None else f"{c.result.bytes / 1e6:.1f} MB, {c.covered_s:.1f} s"
+        t.add_row(Text(printable(c.request_id, 38)), Text(c.node), Text(printable(c.camera, 16)),
+                  f"{_hms(c.start)}–{_hms(c.end)}", status, size, _verified_cell(c))
+    return t
+
+
 def _object_state(o: ObjectRecord) -> Text:
     cell = (Text(f"open {duration(o.seen_s)}", style="bold") if o.open
             else Text(f"ended {duration(o.seen_s)}", style="dim"))
@@ -203,9 +240,9 @@ def garbage_line(state: HubState) -> Text:
 def render(
     state: HubState, alerts: list[AlertRecord], *, now: datetime, header: str, notice: str
 ) -> RenderableType:
-    """The whole screen: header, nodes and their cameras, alerts, tracked objects, malformed
-    messages, operator hints. Alerts come before objects: if the terminal is too short, rich
-    cuts the bottom, and a citizen's call matters most."""
+    """The whole screen: header, nodes and their cameras, alerts, clips, tracked objects,
+    malformed messages, operator hints. Alerts come before objects: if the terminal is too
+    short, rich cuts the bottom, and a citizen's call matters most."""
     nodes = state.nodes()
     parts: list[RenderableType] = [
         Text(f"{header}   {_hms(now)} UTC", style="bold"),
@@ -214,8 +251,11 @@ def render(
     cameras = cameras_table(nodes)
     if cameras is not None:
         parts.append(cameras)
+    parts.append(alerts_table(alerts))
+    clips = clips_table(state.clips.records(CLIP_ROWS))
+    if clips is not None:
+        parts.append(clips)
     parts += [
-        alerts_table(alerts),
         objects_table(state.objects(OBJECT_ROWS)),
         garbage_line(state),
     ]

@@ -1,6 +1,8 @@
 """The demo, run as a user runs it (`edge-demo`, here --fast --plain): a real broker, a real
-node process and the hub console; every press reaches the hub once and is acknowledged,
-including the one made while the broker was down, and the summary says so."""
+node process, the hub console and its evidence store; every press reaches the hub once and
+is acknowledged, including the one made while the broker was down; the clip around the
+first call, recorded by the node, reaches the evidence store and verifies; and the summary
+says so."""
 
 from __future__ import annotations
 
@@ -50,9 +52,16 @@ def run_demo() -> tuple[int, str]:
     return proc.returncode, out
 
 
+@pytest.fixture(scope="module")
+def demo() -> tuple[int, str]:
+    """One demo run, shared by the tests that read its output."""
+    return run_demo()
+
+
 @pytest.mark.slow
-def test_every_press_reaches_the_hub_once_and_is_acked_even_through_a_broker_outage() -> None:
-    code, out = run_demo()
+def test_every_press_reaches_the_hub_once_and_is_acked_even_through_a_broker_outage(
+        demo: tuple[int, str]) -> None:
+    code, out = demo
 
     assert code == 0, f"the demo failed:\n{out}"
     s = summary_counts(out)
@@ -71,3 +80,27 @@ def test_every_press_reaches_the_hub_once_and_is_acked_even_through_a_broker_out
     assert re.search(r"the outage call \(seq \d+\) reached the hub .* once, and was acknowledged",
                      out), out
     assert "OK: every press reached the hub exactly once" in out
+
+
+@pytest.mark.slow
+def test_the_clip_around_the_first_call_is_recorded_uploaded_and_verifies(
+        demo: tuple[int, str]) -> None:
+    code, out = demo
+
+    assert code == 0, f"the demo failed:\n{out}"
+    s = summary_counts(out)
+    assert s["clips requested by the hub"] == 1, out
+    assert s["clips delivered and verified"] == 1, out
+    # the story a user reads: asked for around the first call, checked with the pole's key
+    first = re.search(r"hub received call alert seq (\d+)", out)
+    assert first, out
+    assert f"hub asks demo-0001 for the clip of call seq {first[1]}: camera street" in out, out
+    assert "the hub checks the upload with the pole's public evidence key" in out, out
+    told = re.search(r"clip of call seq (\d+): ([\d.]+) s, ([\d.]+) MB, sha256 [0-9a-f]{12}…, "
+                     r"manifest signature and (\d+) segment hashes verified", out)
+    assert told, out
+    assert told[1] == first[1]
+    assert float(told[3]) > 0 and int(told[4]) >= 3, out  # 12 s of 4 s segments
+    assert "CLIP         demo-0001 clip" in out and "verified: signed by the pole" in out, out
+    assert "DID NOT VERIFY" not in out and "did not arrive verified" not in out, out
+    assert "OK: the clip around the first call arrived and verified" in out
