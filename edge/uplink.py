@@ -186,7 +186,7 @@ class Uplink:
                     self._client.reconnect()
             except (OSError, ssl.SSLError, ValueError) as e:
                 log.warning("hub %s:%d unreachable: %s", self.hub.host, self.hub.port, e)
-                self._stop.wait(self._backoff.next())
+                self._pause(self._backoff.next())
                 continue
             while not self._stop.is_set():
                 rc = self._client.loop(timeout=0.2)
@@ -194,7 +194,15 @@ class Uplink:
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
             if not self._stop.is_set():
-                self._stop.wait(self._backoff.next())
+                self._pause(self._backoff.next())
+
+    def _pause(self, seconds: float) -> None:
+        """Wait before reconnecting, beating meanwhile: a link that is down is not a hung loop."""
+        end = clock.monotonic() + seconds
+        while not self._stop.is_set() and (left := end - clock.monotonic()) > 0:
+            self.loop_beat = clock.monotonic()
+            self._stop.wait(min(1.0, left))
+        self.loop_beat = clock.monotonic()
 
     def _on_connect(
         self, client: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge.contract.payloads import Ack
@@ -23,7 +24,15 @@ from edge.hub.client import HubConsole
 from edge.hub.state import AlertRecord
 from edge.ids import uuid7
 from edge.localbroker import LocalBroker
-from tests.conftest import BUTTON, NODE_ID, TAMPER, Listener, NodeProcess, wait_for
+from tests.conftest import (
+    BUTTON,
+    NODE_ID,
+    TAMPER,
+    Listener,
+    NodeProcess,
+    node_config,
+    wait_for,
+)
 
 TOPICS = NodeTopics(NODE_ID)
 
@@ -133,6 +142,29 @@ def test_presses_during_a_broker_outage_all_arrive_in_order_after_it_returns(
     arrival = sorted(hub.state.alerts(), key=lambda a: a.received_at)
     assert [a.seq for a in arrival] == [1, 2, 3, 4, 5], "must arrive in the order raised"
     assert hub.state.summary()["seq_missing"] == 0
+
+
+def test_a_long_broker_outage_does_not_make_the_node_unhealthy(
+    tmp_path: Path, broker: LocalBroker, start_node: Callable[..., NodeProcess],
+) -> None:
+    # Reconnect waits longer than the health check's stall limit (5 s): waiting to reconnect
+    # is the uplink doing its job, and systemd must not restart a node for a dead network.
+    config = node_config(tmp_path, broker)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["hub"].update(reconnect_min_s=6, reconnect_max_s=12)
+    config.write_text(yaml.safe_dump(cfg))
+    node = start_node(config)
+    wait_for(lambda: "connected to hub" in node.log(), what="the node connected")
+    broker.stop()
+    wait_for(lambda: node.log().count("unreachable") >= 1, timeout=20,
+             what="the node retrying the hub")
+    time.sleep(8)  # past one reconnect wait, longer than the stall limit
+    assert "unhealthy" not in node.log()
+    broker.start()
+    wait_for(lambda: node.log().count("connected to hub") >= 2, timeout=30,
+             what="the node back on the hub")
+    node.press()
+    wait_for(lambda: "alert " in node.log(), what="a call after the outage")
 
 
 def test_kill_9_between_the_outbox_write_and_the_puback_delivers_once_after_restart(
