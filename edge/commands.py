@@ -13,13 +13,14 @@ import json
 import logging
 import multiprocessing as mp
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from pydantic import ValidationError
 
 from edge.config.model import NodeConfig
-from edge.contract.commands import ClipRequest, ClipResult, Response
+from edge.contract.commands import MAX_CLIP_S, ClipRequest, ClipResult, Response
 from edge.contract.topics import NodeTopics
 from edge.telemetry import Counters
 from edge.uplink import ReplyTo, Uplink
@@ -66,6 +67,10 @@ class CommandDesk:
             self._reject(reply, request.id, "clip", f"no camera {request.camera!r} on this "
                          f"node; it has {', '.join(sorted(cameras)) or 'none'}")
             return
+        if request.end.timestamp() > time.time() + MAX_CLIP_S:
+            self._reject(reply, request.id, "clip", "the window ends more than an hour from "
+                         "now (by the node's clock); ask when it is over")
+            return
         if not self.cfg.recording.enabled:
             self._reject(reply, request.id, "clip", "recording is disabled on this node")
             return
@@ -77,6 +82,7 @@ class CommandDesk:
             upload_url=request.upload_url, manifest_url=request.manifest_url,
             recordings=self.cfg.recording_dir, identity=self.cfg.identity_dir,
             hold_days=self.cfg.recording.retention_days.alert, resumable=request.resumable,
+            segment_s=self.cfg.recording.segment_s,
         )
         with self._lock:
             if self._queued >= MAX_QUEUED:

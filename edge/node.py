@@ -74,6 +74,8 @@ class Node:
         self.commands = CommandDesk(cfg, self.topics, self.uplink, self.counters)
         recorded = bool(cfg.cameras) and cfg.recording.enabled
         self.footage = FootagePins(cfg, self.counters) if recorded else None
+        if recorded:
+            self._make_evidence_key()
         self.alarm = AlarmPath(cfg, self.outbox, self.uplink, self.led, self.counters)
         self.button = CallButton(
             g.call_button.pin, pull_up=g.call_button.pull_up, debounce_s=t.debounce_ms / 1000,
@@ -99,6 +101,17 @@ class Node:
             from edge.vision.supervisor import VisionSupervisor  # numpy/OpenCV only if needed
 
             self.vision = VisionSupervisor(cfg, self._on_vision_event, self.counters)
+
+    def _make_evidence_key(self) -> None:
+        """Made at the first start, so its public half can be enrolled before any clip."""
+        from edge.record.signing import EvidenceKeyError, evidence_key, fingerprint
+
+        try:
+            key = evidence_key(self.cfg.identity_dir)
+        except (EvidenceKeyError, OSError) as e:
+            log.error("evidence key unavailable (clips cannot be signed): %s", e)
+            return
+        log.info("evidence key %s in %s", fingerprint(key), self.cfg.identity_dir)
 
     # --- GPIO callbacks (run in the thread that saw the edge) ---
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,21 @@ class ClipJob:
     identity: Path
     hold_days: float  # how long the segments behind the clip are pinned
     resumable: bool = False  # the upload URL takes resumable PUTs
+    segment_s: float = 10.0  # the recorder's segment length: how late the newest footage is
+
+
+def wait_for_footage(index: SegmentIndex, job: ClipJob, *,
+                     sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait until the window's end is on disk: a request may reach to now or past it (an
+    alert's after-window), and the segment being written is indexed only when it closes.
+    Gives up `2 × segment_s + 5` s after the window's end (a camera that went offline)."""
+    deadline = job.end + 2 * job.segment_s + 5
+    while time.time() < deadline:
+        newest = max((s.end for s in index.between(job.camera, job.start, job.end + 3600)),
+                     default=None)
+        if newest is not None and newest >= job.end:
+            return
+        sleep(min(1.0, max(0.0, deadline - time.time())))
 
 
 def deliver(job: ClipJob) -> dict[str, Any]:
@@ -63,6 +79,7 @@ def deliver(job: ClipJob) -> dict[str, Any]:
         now = time.time()
         index.pin(job.camera, job.start, job.end, Category.ALERT, f"request {job.request_id}",
                   now=now, expires=now + job.hold_days * DAY_S)
+        wait_for_footage(index, job)
         clip = export_clip(index, job.camera, job.start, job.end, out)
         manifest = build_manifest(clip, node_id=job.node_id, key=evidence_key(job.identity),
                                   clock_synced=clock.clock_synced(), created=now)

@@ -167,3 +167,22 @@ def test_bad_commands_are_rejected_with_reasons_and_the_node_keeps_working(
     alerts_before = node.log().count("alert ")
     node.press()
     wait_for(lambda: node.log().count("alert ") > alerts_before, what="a call after the commands")
+
+
+def test_a_window_reaching_past_now_is_exported_once_its_end_is_recorded(
+        tmp_path: Path, broker: LocalBroker, start_node: Any, hub: Hub,
+        store: EvidenceStore) -> None:
+    start_node(recording_config(tmp_path, broker))
+    root = tmp_path / "data" / "recordings"
+    wait_for(lambda: len(indexed(root)) >= 2, timeout=40, what="footage on disk")
+    now = time.time()  # an alert's after-window: the end is still to come
+    request = {"v": 1, "id": "req-after", "command": "clip", "camera": "street",
+               "start": iso(now - 2), "end": iso(now + 4),
+               "upload_url": store.url("req-after.mp4")}
+    hub.send(json.dumps(request).encode())
+    wait_for(lambda: any(a["status"] != "accepted" for a in hub.answers("req-after")),
+             timeout=60, what="the clip request settled")
+    done = hub.answers("req-after")[-1]
+    assert done["status"] == "done", done
+    manifest = done["clip"]["manifest"]
+    assert manifest["gaps"] == [] and manifest["covered"]["end_unix"] >= now + 4 - 0.2

@@ -106,6 +106,8 @@ def test_a_camera_worker_killed_mid_segment_leaves_a_consistent_index_of_playabl
     alerts.close()
     wait_for(lambda: any(r["state"] == "recording" and r["stored_segments"]
                          for r in recording_stats(telemetry)), what="recording telemetry")
+    # The evidence key was made at the first start: it can be enrolled before any clip.
+    assert (tmp_path / "data" / "identity" / "evidence-ed25519.pub.pem").exists()
 
 
 def test_a_read_only_card_is_reported_in_telemetry_and_the_call_button_still_works(
