@@ -8,7 +8,7 @@ two processes that burn a core each, standing in for video and detection workers
 the same priority as everything else (the worst case), once as deployed: the node at
 Nice=-5 (systemd/edge-node.service) and the workers at Nice=10 (docs/ARCHITECTURE.md).
 Broker and hub subscriber stay at Nice=0 in every run, though on a pole they are remote.
-The last run replaces the burners by the node's own vision pipeline on vtest.avi, read as
+The last run replaces the burners by the node's own vision pipeline on the street sample (H.264, recorded by stream copy as deployed), read as
 fast as it decodes (camera and detection workers at the node's Nice + 10, from config).
 
     python bench/alert_latency.py [--presses 1000] [--markdown]
@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from drivers.gpio import PinSimulatorClient
 from edge.contract.payloads import Ack, Alert
 from edge.contract.topics import NodeTopics
-from edge.demo.footage import vtest_path
+from edge.demo.footage import vtest_h264_path
 from edge.localbroker import LocalBroker
 
 NODE = "bench-0001"
@@ -96,7 +96,7 @@ def run_scenario(
         "data_dir": str(workdir / "data"),
     }
     if vision:  # the real pipeline, reading the file as fast as it can: both cores busy
-        cfg["cameras"] = [{"name": "street", "url": str(vtest_path()), "realtime": False,
+        cfg["cameras"] = [{"name": "street", "url": str(vtest_h264_path()), "realtime": False,
                            "loop": True}]
     (workdir / "node.yaml").write_text(yaml.safe_dump(cfg))
     hub = Hub(broker)

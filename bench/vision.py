@@ -34,7 +34,7 @@ import numpy as np
 
 from edge.config import NodeConfig
 from edge.config.vision import CameraSection
-from edge.demo.footage import vtest_path
+from edge.demo.footage import vtest_h264_path, vtest_path
 from edge.detectors import create
 from edge.detectors.base import Detection, Detector
 from edge.telemetry import Counters
@@ -113,7 +113,8 @@ def node_config(data_dir: Path, *, every_frame: bool, realtime: bool) -> NodeCon
         "hub": {"host": "127.0.0.1"},
         "gpio": {"pin_factory": "mock", "call_button": {"pin": 17}, "call_led": {"pin": 27}},
         "data_dir": str(data_dir),
-        "cameras": [{"name": "street", "url": str(vtest_path()), "loop": True,
+        # H.264, as a camera sends it: recorded by stream copy, as deployed.
+        "cameras": [{"name": "street", "url": str(vtest_h264_path()), "loop": True,
                      "realtime": realtime, "every_frame": every_frame}],
     })
 
