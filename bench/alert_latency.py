@@ -9,7 +9,8 @@ the same priority as everything else (the worst case), once as deployed: the nod
 Nice=-5 (systemd/edge-node.service) and the workers at Nice=10 (docs/ARCHITECTURE.md).
 Broker and hub subscriber stay at Nice=0 in every run, though on a pole they are remote.
 The last run replaces the burners by the node's own vision pipeline on the street sample
-(H.264, recorded by stream copy as deployed), read as fast as it decodes (camera and detection workers at the node's Nice + 10, from config).
+(H.264, recorded by stream copy as deployed), read as fast as it decodes (camera and
+detection workers at the node's Nice + 10, from config).
 
     python bench/alert_latency.py [--presses 1000] [--markdown]
 """

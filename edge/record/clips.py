@@ -34,6 +34,7 @@ from av.container import InputContainer, OutputContainer
 from av.packet import Packet
 from av.video.stream import VideoStream
 
+from edge.durable import sync_dir
 from edge.record.index import Segment, SegmentIndex
 
 GAP_S = 0.1  # footage missing between two segments for longer than this is a gap
@@ -149,15 +150,6 @@ def file_sha256(path: Path, *, sync: bool = False) -> tuple[int, str]:
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
-
-
-def sync_dir(path: Path) -> None:
-    """Make a rename or a new file in `path` survive a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- internals ---

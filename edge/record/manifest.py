@@ -31,7 +31,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge.record.clips import Clip, ClipError, file_sha256, part_hashes, sync_dir, utc_iso
+from edge.durable import sync_dir
+from edge.record.clips import Clip, ClipError, file_sha256, part_hashes, utc_iso
 from edge.record.signing import fingerprint
 
 FORMAT = "safecity-evidence-manifest"

@@ -18,6 +18,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge.durable import sync_dir
+
 KEY_FILE = "evidence-ed25519.pem"
 PUBLIC_FILE = "evidence-ed25519.pub.pem"
 
@@ -97,7 +99,7 @@ def _create(identity_dir: Path, path: Path) -> None:
                 os.link(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        _sync_dir(identity_dir)
+        sync_dir(identity_dir)
     except OSError as e:
         raise EvidenceKeyError(f"cannot make the evidence key in {identity_dir}: "
                                f"{e.strerror or e}") from e
@@ -108,7 +110,7 @@ def _write_public(public: Path, key: Ed25519PrivateKey) -> None:
     try:
         _write_new(tmp, public_pem(key), 0o644)
         os.replace(tmp, public)
-        _sync_dir(public.parent)
+        sync_dir(public.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise EvidenceKeyError(f"cannot write the public key {public}: {e.strerror or e}") from e
@@ -123,13 +125,3 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         f.write(data)
         f.flush()
         os.fsync(fd)
-
-
-def _sync_dir(path: Path) -> None:
-    # Kept here, not shared with clips: the node's main process may load its key without
-    # importing FFmpeg.
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from edge.localbroker import LocalBroker
+from tests import disks
 from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
 from tests.unit.recording_footage import h264_footage
 from tests.waiting import wait_for
@@ -66,14 +67,9 @@ def telemetry(broker: LocalBroker) -> Iterator[Listener]:
 
 @pytest.fixture
 def card(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "card"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    """The data partition: a real 8 MB filesystem, to fill or make read-only."""
+    with disks.tmpfs(tmp_path / "card", "8m") as mount:
+        yield mount
 
 
 def test_a_camera_worker_killed_mid_segment_leaves_a_consistent_index_of_playable_segments(

@@ -22,6 +22,7 @@ from edge.record.index import Category, SegmentIndex
 from edge.record.reconcile import reconcile
 from edge.record.recorder import Recorder
 from edge.record.segmenter import Segmenter, start_of
+from tests import disks
 from tests.unit.recording_footage import CAMERA, FPS, T0, h264_footage, recorded
 
 DAY = 86400.0
@@ -35,14 +36,8 @@ def decoded_frames(path: Path) -> int:
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A real 3 MB filesystem of its own, to fill or make read-only."""
-    mount = tmp_path / "card"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with disks.tmpfs(tmp_path / "card", "3m") as mount:
+        yield mount
 
 
 def test_segments_start_on_keyframes_play_alone_and_their_hashes_match_the_files(
