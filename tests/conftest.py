@@ -192,6 +192,14 @@ class NodeProcess:
 
 
 @pytest.fixture
+def telemetry(broker: LocalBroker) -> Iterator[Listener]:
+    """Every heartbeat the test node publishes."""
+    listener = Listener(broker, f"poles/{NODE_ID}/telemetry")
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
 def start_node(tmp_path: Path, broker: LocalBroker) -> Iterator[Callable[..., NodeProcess]]:
     nodes: list[NodeProcess] = []
 

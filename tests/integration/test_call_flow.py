@@ -54,12 +54,6 @@ def start_hub(broker: LocalBroker) -> Iterator[Callable[..., HubConsole]]:
         hub.stop()
 
 
-@pytest.fixture
-def telemetry(broker: LocalBroker) -> Iterator[Listener]:
-    listener = Listener(broker, TOPICS.telemetry)
-    yield listener
-    listener.close()
-
 
 def online(hub: HubConsole) -> bool:
     return any(n.node_id == NODE_ID and n.state == "online" for n in hub.state.nodes())

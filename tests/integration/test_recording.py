@@ -58,12 +58,6 @@ def recording_stats(telemetry: Listener) -> list[dict[str, Any]]:
             if p.get("cameras", {}).get("street", {}).get("recording")]
 
 
-@pytest.fixture
-def telemetry(broker: LocalBroker) -> Iterator[Listener]:
-    listener = Listener(broker, f"poles/{NODE_ID}/telemetry")
-    yield listener
-    listener.close()
-
 
 @pytest.fixture
 def card(tmp_path: Path) -> Iterator[Path]:

@@ -45,12 +45,6 @@ def worker_pids(node: NodeProcess, kind: str) -> list[int]:
     return [int(pid) for pid in re.findall(pattern, node.log())]
 
 
-@pytest.fixture
-def telemetry(broker: LocalBroker) -> Iterator[Listener]:
-    listener = Listener(broker, f"poles/{NODE_ID}/telemetry")
-    yield listener
-    listener.close()
-
 
 @pytest.fixture
 def events(broker: LocalBroker) -> Iterator[Listener]:
