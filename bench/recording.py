@@ -51,6 +51,7 @@ from typing import Any
 import av
 import numpy as np
 from av.video.frame import PictureType, VideoFrame
+from report import Row, print_table
 
 from drivers.camera.av_source import AvCamera
 from edge.config.recording import RecordingSection
@@ -72,14 +73,6 @@ REPORT_EVERY_S = 5.0  # as the camera worker's RECORDING_EVERY_S: tick() and rep
 QUICK_S = 15.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-
-@dataclass
-class Row:
-    measure: str
-    value: str
-    baseline: str = ""
-    ratio: str = ""
-    target: str = ""
 
 
 # --- the test stream ---
@@ -569,20 +562,6 @@ def main() -> int:
     print()
     print_table(rows, args.markdown)
     return 0
-
-
-def print_table(rows: list[Row], markdown: bool) -> None:
-    head = ("measure", "value", "baseline / detail", "ratio", "target")
-    cells = [head, *[(r.measure, r.value, r.baseline, r.ratio, r.target) for r in rows]]
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for c in cells[1:]:
-            print("| " + " | ".join(c) + " |")
-        return
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
 
 
 if __name__ == "__main__":

@@ -27,10 +27,10 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from report import Row, print_table
 
 from edge.config import NodeConfig
 from edge.config.vision import CameraSection
@@ -45,14 +45,6 @@ from edge.vision.supervisor import VisionSupervisor
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-
-@dataclass
-class Row:
-    measure: str
-    value: str
-    baseline: str = ""
-    ratio: str = ""
-    target: str = ""
 
 
 def median_ms(detector: Detector, frames: list[np.ndarray]) -> float:
@@ -211,20 +203,6 @@ def main() -> int:
             rows.append(Row(f"(e) {mode}: {name}", f"{cpu:.0f} % CPU", f"{rss:.0f} MB RSS"))
     print_table(rows, args.markdown)
     return 0
-
-
-def print_table(rows: list[Row], markdown: bool) -> None:
-    head = ("measure", "value", "baseline / detail", "ratio", "target")
-    cells = [head, *[(r.measure, r.value, r.baseline, r.ratio, r.target) for r in rows]]
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for c in cells[1:]:
-            print("| " + " | ".join(c) + " |")
-        return
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
 
 
 if __name__ == "__main__":

@@ -18,11 +18,14 @@ import atexit
 import itertools
 import shutil
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import av
+from av.packet import Packet
 from av.video.frame import PictureType
+from av.video.stream import VideoStream
 
 from edge.demo.footage import VTEST_FRAMES, vtest_path
 from edge.record.index import SegmentIndex
@@ -78,3 +81,13 @@ def recorded(root: Path, *, seconds: float = 40.0, segment_s: float = 4.0, gop: 
         segmenter.close()
     assert segmenter.state.ok, segmenter.state.reason
     return index
+
+
+def mux(path: Path, template: VideoStream, packets: Sequence[Packet]) -> Path:
+    """What the segmenter does: a stream copied from the template, every packet muxed."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream_from_template(template)
+        for packet in packets:
+            packet.stream = stream
+            out.mux(packet)
+    return path

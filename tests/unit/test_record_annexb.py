@@ -11,11 +11,11 @@ from pathlib import Path
 import av
 import pytest
 from av.packet import Packet
-from av.video.stream import VideoStream
 
 from edge.demo.footage import vtest_path
 from edge.record.annexb import TIME_BASE, AnnexBPackets, PacketOutput
 from edge.record.encode import H264Encoder
+from tests.unit.recording_footage import mux
 
 AccessUnit = tuple[bytes, bool, int]  # (Annex B bytes, keyframe, timestamp in µs)
 FRAMES, GOP = 30, 10
@@ -33,15 +33,6 @@ def camera_output() -> list[AccessUnit]:
     encoder.close()
     return [(bytes(p), p.is_keyframe, i * 100_000 + (i % 3) * 1_234) for i, p in enumerate(packets)]
 
-
-def mux(path: Path, template: VideoStream, packets: Sequence[Packet]) -> Path:
-    """What the segmenter does: a stream copied from the template, every packet muxed."""
-    with av.open(str(path), "w", format="mpegts") as out:
-        stream = out.add_stream_from_template(template)
-        for packet in packets:
-            packet.stream = stream
-            out.mux(packet)
-    return path
 
 
 def read_back(path: Path) -> tuple[list[tuple[float, bool]], int, tuple[int, int]]:

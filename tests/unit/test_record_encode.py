@@ -13,10 +13,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from av.packet import Packet
-from av.video.stream import VideoStream
 
 from edge.demo.footage import vtest_path
 from edge.record.encode import TIME_BASE, EncoderError, H264Encoder
+from tests.unit.recording_footage import mux
 
 Image = npt.NDArray[np.uint8]
 SECONDS = 3
@@ -36,15 +36,6 @@ def encode_all(encoder: H264Encoder, frames: Sequence[tuple[Image, float]]) -> l
         packets += encoder.encode(image, pts_s)
     return packets + encoder.flush()
 
-
-def mux(path: Path, template: VideoStream, packets: Sequence[Packet]) -> Path:
-    """What the segmenter does: a stream copied from the template, every packet muxed."""
-    with av.open(str(path), "w", format="mpegts") as out:
-        stream = out.add_stream_from_template(template)
-        for packet in packets:
-            packet.stream = stream
-            out.mux(packet)
-    return path
 
 
 def read_back(path: Path) -> tuple[str, list[tuple[float, bool]], list[Image]]:
