@@ -65,7 +65,7 @@ class Node:
         self.led = StatusLed(g.call_led.pin, active_high=g.call_led.active_high,
                              pin_factory=self.pins)
         self.uplink = Uplink(
-            cfg.hub, cfg.node.id, status_topic=self.topics.status,
+            cfg.hub, cfg.node.id, status_topic=self.topics.status, tls=cfg.hub_tls,
             online=lambda: self._status("online"),
             offline=lambda reason: self._status("offline", reason),
             subscriptions={self.topics.ack: self._on_ack,
@@ -183,7 +183,9 @@ class Node:
             uptime_s=round(clock.monotonic() - self.started, 1),
             outbox=OutboxStats(pending=pending, unacked=unacked),
             link=LinkStats(connects=link.connects, disconnects=link.disconnects,
-                           connected_since=link.connected_since),
+                           connected_since=link.connected_since,
+                           refused_publishes=link.refused_publishes,
+                           refused_subscriptions=link.refused_subscriptions),
             inputs={i.name: i.is_active for i in self.inputs},
             counters=self.counters.snapshot(),
             cameras=self.vision.stats() if self.vision else {},

@@ -77,6 +77,8 @@ class LinkState:
     connects: int = 0
     disconnects: int = 0
     connected_since: datetime | None = None
+    refused_publishes: int = 0  # the broker answered a publish with an error (e.g. ACL)
+    refused_subscriptions: int = 0  # ... or a subscription
 
 
 class Uplink:
@@ -90,6 +92,7 @@ class Uplink:
         offline: Callable[[str], bytes],
         subscriptions: dict[str, MessageHandler],
         on_link: Callable[[bool], None] | None = None,
+        tls: TlsSection | None = None,
     ) -> None:
         self.hub = hub
         self.state = LinkState()
@@ -109,13 +112,14 @@ class Uplink:
         self._early: dict[int, ReasonCode] = {}
         self.loop_beat = clock.monotonic()  # last time the network loop ran: for health
 
-        c = make_client(client_id, hub.tls)
+        c = make_client(client_id, tls)
         c.max_inflight_messages_set(20)
         c.max_queued_messages_set(0)  # unbounded: the outbox on disk is the real bound
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         self._client = c
 
     @property
@@ -238,6 +242,9 @@ class Uplink:
     def _on_publish(
         self, _c: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
     ) -> None:
+        if reason.is_failure:
+            self.state.refused_publishes += 1
+            log.error("broker refused a publish: %s", reason)
         with self._lock:
             if mid not in self._waiting:
                 self._early[mid] = reason
@@ -246,8 +253,18 @@ class Uplink:
         if on_done is not None:
             on_done(not reason.is_failure, str(reason))
 
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        for reason in reasons:
+            if reason.is_failure:
+                self.state.refused_subscriptions += 1
+                log.error("broker refused a subscription: %s (check the node's certificate "
+                          "and the broker's ACL)", reason)
+
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        handler = self._subscriptions.get(msg.topic)
+        handler = next((h for sub, h in self._subscriptions.items()
+                        if mqtt.topic_matches_sub(sub, msg.topic)), None)
         if handler is None:
             log.warning("message on unexpected topic %r ignored", msg.topic)
             return

@@ -27,9 +27,19 @@ class NodeSection(Section):
 
 
 class TlsSection(Section):
-    ca: Path = Field(description="The hub's CA certificate (PEM); the only CA trusted")
-    cert: Path = Field(description="This node's client certificate (PEM)")
-    key: Path = Field(description="This node's private key (PEM); never leaves the node")
+    """Mutual TLS files. In a node's config, relative paths are inside data_dir, so
+    `tls: {}` means the data partition's tls/ca.crt, tls/node.crt and tls/node.key."""
+
+    ca: Path = Field(default=Path("tls/ca.crt"),
+                     description="The hub's CA certificate (PEM); the only CA trusted")
+    cert: Path = Field(default=Path("tls/node.crt"),
+                       description="This node's client certificate (PEM); its CN is the node id")
+    key: Path = Field(default=Path("tls/node.key"),
+                      description="This node's private key (PEM); never leaves the node")
+
+    def under(self, base: Path) -> TlsSection:
+        """The same files with relative paths taken from `base`."""
+        return TlsSection(ca=base / self.ca, cert=base / self.cert, key=base / self.key)
 
 
 class HubSection(Section):
@@ -147,6 +157,11 @@ class NodeConfig(Section):
     def recording_dir(self) -> Path:
         """Where segments and their index are kept."""
         return self.recording.dir or self.data_dir / "recordings"
+
+    @property
+    def hub_tls(self) -> TlsSection | None:
+        """The hub link's TLS files with their paths resolved against data_dir."""
+        return self.hub.tls.under(self.data_dir) if self.hub.tls is not None else None
 
     @property
     def identity_dir(self) -> Path:

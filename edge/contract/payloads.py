@@ -92,6 +92,9 @@ class LinkStats(BaseModel):
     connects: int
     disconnects: int
     connected_since: datetime | None
+    refused_publishes: int = Field(
+        default=0, description="Publishes the broker refused (e.g. 'Not authorized' by its ACL)")
+    refused_subscriptions: int = Field(default=0, description="Subscriptions the broker refused")
 
 
 class OutboxStats(BaseModel):
