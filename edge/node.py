@@ -184,6 +184,7 @@ class Node:
             outbox=OutboxStats(pending=pending, unacked=unacked),
             link=LinkStats(connects=link.connects, disconnects=link.disconnects,
                            connected_since=link.connected_since,
+                           refused_connects=link.refused_connects,
                            refused_publishes=link.refused_publishes,
                            refused_subscriptions=link.refused_subscriptions),
             inputs={i.name: i.is_active for i in self.inputs},
@@ -289,5 +290,8 @@ class Node:
         self.led.close()
         self.outbox.close()
         faulthandler.cancel_dump_traceback_later()
-        log.info("node %s stopped", self.cfg.node.id)
+        link = self.uplink.state
+        log.info("node %s stopped (link: %d connects, refused by the broker: %d connects, "
+                 "%d publishes, %d subscriptions)", self.cfg.node.id, link.connects,
+                 link.refused_connects, link.refused_publishes, link.refused_subscriptions)
 

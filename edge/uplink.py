@@ -77,6 +77,7 @@ class LinkState:
     connects: int = 0
     disconnects: int = 0
     connected_since: datetime | None = None
+    refused_connects: int = 0  # the broker answered CONNECT with an error
     refused_publishes: int = 0  # the broker answered a publish with an error (e.g. ACL)
     refused_subscriptions: int = 0  # ... or a subscription
 
@@ -212,6 +213,7 @@ class Uplink:
         self, client: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
     ) -> None:
         if reason.is_failure:
+            self.state.refused_connects += 1
             log.error("broker refused connection: %s", reason)
             return
         self._backoff.reset()

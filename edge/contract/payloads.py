@@ -92,6 +92,8 @@ class LinkStats(BaseModel):
     connects: int
     disconnects: int
     connected_since: datetime | None
+    refused_connects: int = Field(
+        default=0, description="Connections the broker refused (bad certificate, ACL on the will)")
     refused_publishes: int = Field(
         default=0, description="Publishes the broker refused (e.g. 'Not authorized' by its ACL)")
     refused_subscriptions: int = Field(default=0, description="Subscriptions the broker refused")
