@@ -19,10 +19,10 @@ import jsonschema
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge.contract import topics
 from edge.localbroker import LocalBroker
+from edge.pki import HUB
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,40 +32,73 @@ BUTTON, LED, TAMPER = 17, 27, 22
 
 
 class ContractTap:
-    """Subscribes to everything and checks each node-published message against the
-    AsyncAPI document: a message on a node channel that the document does not describe
-    fails the test that caused it."""
+    """Subscribes to everything as the hub and checks each message on a node's topics, in
+    both directions, against the AsyncAPI document: a payload its channel does not allow,
+    or a topic under `poles/<node>/` that no channel describes, fails the test that caused
+    it, unless the test said it sends such input on purpose (allow_invalid)."""
 
     def __init__(self, broker: LocalBroker) -> None:
         self.checked: dict[str, int] = {}
         self.errors: list[str] = []
+        self.allowed: list[str] = []  # invalid messages a test announced, for its asserts
         self._lock = threading.Lock()
-        self._schemas: list[tuple[re.Pattern[str], str, dict[str, Any]]] = []
-        for leaf, channel in ASYNCAPI["channels"].items():
-            if leaf not in topics.NODE_TO_HUB:
-                continue
-            address = re.escape(channel["address"]).replace(r"\{node\}", "[^/]+")
-            message_ref = next(iter(channel["messages"].values()))["$ref"].split("/")[-1]
-            schema = dict(ASYNCAPI["components"]["messages"][message_ref]["payload"])
-            schema["components"] = ASYNCAPI["components"]
-            self._schemas.append((re.compile(f"^{address}$"), leaf, schema))
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self._allow: list[re.Pattern[str]] = []
+        self._channels: list[tuple[re.Pattern[str], str, list[dict[str, Any]]]] = []
+        for name, channel in ASYNCAPI["channels"].items():
+            # every {parameter} of an address is one topic level
+            parts = re.split(r"\{[^}/]+\}", channel["address"])
+            address = "[^/]+".join(re.escape(part) for part in parts)
+            schemas = []
+            for message in channel["messages"].values():
+                ref = message["$ref"].split("/")[-1]
+                schema = dict(ASYNCAPI["components"]["messages"][ref]["payload"])
+                schema["components"] = ASYNCAPI["components"]
+                schemas.append(schema)
+            self._channels.append((re.compile(f"^{address}$"), name, schemas))
+        self.client = broker.client(HUB)
         self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_: c.subscribe("poles/#", qos=1)
+        self.client.on_connect = lambda c, *_: c.subscribe(f"{topics.ROOT}/#", qos=1)
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
 
+    def allow_invalid(self, topic_regex: str) -> None:
+        """Messages on topics matching `topic_regex` (whole topic) may break the contract:
+        the test publishes malformed input there on purpose."""
+        with self._lock:
+            self._allow.append(re.compile(topic_regex))
+
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        for pattern, leaf, schema in self._schemas:
-            if not pattern.match(msg.topic):
+        try:
+            error = self._check(msg.topic, bytes(msg.payload))
+        except Exception as e:  # an exception here would end the tap's thread, unnoticed
+            error = f"the tap could not check it: {e!r}"
+        if error is None:
+            return
+        with self._lock:
+            allowed = any(p.fullmatch(msg.topic) for p in self._allow)
+            (self.allowed if allowed else self.errors).append(f"{msg.topic}: {error}")
+
+    def _check(self, topic: str, payload: bytes) -> str | None:
+        for pattern, name, schemas in self._channels:
+            if not pattern.match(topic):
                 continue
-            try:
-                jsonschema.validate(json.loads(msg.payload), schema)
-            except (ValueError, jsonschema.ValidationError) as e:
-                with self._lock:
-                    self.errors.append(f"{msg.topic}: {str(e).splitlines()[0]}")
             with self._lock:
-                self.checked[leaf] = self.checked.get(leaf, 0) + 1
+                self.checked[name] = self.checked.get(name, 0) + 1
+            try:
+                data = json.loads(payload)
+            except (ValueError, RecursionError) as e:  # b'{"a":' * 5000 nests too deep
+                return f"not JSON ({type(e).__name__}: {str(e)[:80]})"
+            first = ""
+            for schema in schemas:
+                try:
+                    jsonschema.validate(data, schema)
+                    return None
+                except jsonschema.ValidationError as e:
+                    first = first or str(e).splitlines()[0]
+            return first
+        if len(topic.split("/")) >= 3:  # poles/<node>/...: the document must describe it
+            return "the document does not describe this topic"
+        return None
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -73,12 +106,13 @@ class ContractTap:
 
 
 class Listener:
-    """A plain MQTT subscriber that keeps every message on `pattern`, in arrival order."""
+    """An MQTT subscriber (the hub, unless `identity` names another certificate) that keeps
+    every message on `pattern`, in arrival order."""
 
-    def __init__(self, broker: LocalBroker, pattern: str) -> None:
+    def __init__(self, broker: LocalBroker, pattern: str, identity: str = HUB) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client = broker.client(identity)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(pattern, qos=1)
         self.client.connect(broker.host, broker.port)
@@ -99,24 +133,32 @@ class Listener:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    b = LocalBroker(tmp_path / "broker")
+    """The hub's reference broker (docs/hub-broker/): mutual TLS and the per-pole ACL."""
+    b = LocalBroker(tmp_path / "broker", secure=True)
     b.start()
     tap = ContractTap(b)
     b.tap = tap  # type: ignore[attr-defined]
     yield b
     tap.close()
     b.close()
-    assert not tap.errors, "node published messages the AsyncAPI document does not allow:\n" + (
+    assert not tap.errors, "messages the AsyncAPI document does not allow:\n" + (
         "\n".join(tap.errors[:10])
     )
 
 
-def node_config(tmp_path: Path, broker: LocalBroker, **timings: float) -> Path:
+def node_config(tmp_path: Path, broker: LocalBroker, *, node_id: str = NODE_ID,
+                certificate: str | None = None, **timings: float) -> Path:
+    """A node's config for `broker`. On a secure broker the node gets `hub.tls: {}` and a
+    certificate for `certificate` (default: its own id) in `<data_dir>/tls/`."""
+    hub: dict[str, Any] = {"host": broker.host, "port": broker.port, "keepalive_s": 3,
+                           "reconnect_min_s": 0.1, "reconnect_max_s": 1.0}
+    if broker.secure:
+        broker.node_tls_dir(certificate or node_id, tmp_path / "data")
+        hub["tls"] = {}
     cfg = {
-        "node": {"id": NODE_ID, "site": "Test pole, Kozyatyn",
+        "node": {"id": node_id, "site": "Test pole, Kozyatyn",
                  "location": {"lat": 49.71, "lon": 28.83, "description": "Station square"}},
-        "hub": {"host": broker.host, "port": broker.port, "keepalive_s": 3,
-                "reconnect_min_s": 0.1, "reconnect_max_s": 1.0},
+        "hub": hub,
         "gpio": {"pin_factory": "mock", "simulator_socket": str(tmp_path / "pins.sock"),
                  "call_button": {"pin": BUTTON}, "call_led": {"pin": LED},
                  "inputs": [{"name": "tamper", "pin": TAMPER}]},
