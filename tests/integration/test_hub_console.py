@@ -12,9 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge import clock
 from edge.contract.payloads import Ack, Alert, AlertKind, Location
@@ -39,8 +37,7 @@ class FakePole:
         self.acks: queue.Queue[Ack] = queue.Queue()
         self.ready = threading.Event()
         self.seq = 0
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fake-{node_id}",
-                        protocol=MQTTProtocolVersion.MQTTv5)
+        c = broker.client(node_id, client_id=f"fake-{node_id}")  # the pole's certificate
         c.reconnect_delay_set(1, 2)
         c.on_connect = lambda cl, _u, _f, _r, _p: cl.subscribe(self.topics.ack, qos=1)
         c.on_subscribe = lambda _c, _u, _m, _r, _p: self.ready.set()
@@ -63,6 +60,17 @@ class FakePole:
         wait_for(self.ready.is_set, what="the fake pole to be connected")
         self.client.publish(topic, payload, qos=1).wait_for_publish(10)
 
+    def refused(self, topic: str, payload: bytes) -> str:
+        """Publish on `topic`; the broker's answer (MQTT 5 PUBACK reason)."""
+        wait_for(self.ready.is_set, what="the fake pole to be connected")
+        answer: queue.Queue[str] = queue.Queue()
+        self.client.on_publish = lambda _c, _u, _m, reason, _p: answer.put(str(reason))
+        try:
+            self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+            return answer.get(timeout=10)
+        finally:
+            self.client.on_publish = None
+
     def send(self, alert: Alert) -> None:
         self.publish(self.topics.alert, alert.to_bytes())
 
@@ -77,10 +85,17 @@ class FakePole:
         self.client.loop_stop()
 
 
+def hub_tls(broker: LocalBroker) -> list[str]:
+    """edge-hub's options for the hub's certificate."""
+    tls = broker.hub_tls
+    return ["--tls-ca", str(tls.ca), "--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+
+
 @pytest.fixture
 def hub_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    """A broker without the shared contract tap: these tests publish garbage on purpose."""
-    with LocalBroker(tmp_path / "broker") as b:
+    """The hub's reference broker without the shared contract tap: these tests publish
+    garbage on purpose."""
+    with LocalBroker(tmp_path / "broker", secure=True) as b:
         yield b
 
 
@@ -97,7 +112,7 @@ def start_console(hub_broker: LocalBroker) -> Iterator[Callable[..., HubConsole]
 
     def start(**kw: Any) -> HubConsole:
         kw.setdefault("operator", OPERATOR)
-        c = HubConsole(hub_broker.host, hub_broker.port, **kw)
+        c = HubConsole(hub_broker.host, hub_broker.port, tls=hub_broker.hub_tls, **kw)
         c.start()
         started.append(c)
         assert c.wait_ready(10), "console did not connect and subscribe"
@@ -140,13 +155,14 @@ def test_garbage_is_counted_and_the_console_still_acks_the_next_call(
     console = start_console(auto_ack=True)
     pole.publish(pole.topics.alert, b"\x00 not json")
     pole.publish(pole.topics.alert, b'{"v": 1, "node": "pole-7"}')
-    pole.publish("poles/x/y/z", b"{}")
+    # A topic no pole may use never reaches the console: the broker's ACL refuses it.
+    assert pole.refused("poles/x/y/z", b"{}") == "Not authorized"
     alert = pole.new_alert()
     pole.send(alert)
     assert pole.next_ack().alert_id == alert.id
-    counts = wait_for(lambda: (g := console.state.garbage()[0]) and sum(g.values()) == 3 and g,
-             what="three malformed messages to be counted")
-    assert counts == {"json": 1, "schema": 1, "topic": 1}
+    counts = wait_for(lambda: (g := console.state.garbage()[0]) and sum(g.values()) == 2 and g,
+             what="two malformed messages to be counted")
+    assert counts == {"json": 1, "schema": 1}
     assert console.state.summary()["alerts_unique"] == 1
 
 
@@ -199,7 +215,8 @@ def test_edge_hub_ack_publishes_one_ack_the_pole_receives(
     hub_broker: LocalBroker, pole: FakePole
 ) -> None:
     alert_id = uuid7()
-    code = main(["--ack", NODE, alert_id, "--port", str(hub_broker.port), "--operator", "script"])
+    code = main(["--ack", NODE, alert_id, "--port", str(hub_broker.port), "--operator", "script",
+                 *hub_tls(hub_broker)])
     assert code == 0
     ack = pole.next_ack()
     assert (ack.alert_id, ack.by) == (alert_id, "script")
@@ -208,10 +225,11 @@ def test_edge_hub_ack_publishes_one_ack_the_pole_receives(
 def test_edge_hub_ack_refuses_a_bad_alert_id_and_reports_an_unreachable_broker(
     hub_broker: LocalBroker, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--ack", NODE, "not-a-uuid", "--port", str(hub_broker.port)]) == 2
+    assert main(["--ack", NODE, "not-a-uuid", "--port", str(hub_broker.port),
+                 *hub_tls(hub_broker)]) == 2
     assert "ALERT_ID of --ack is not valid" in capsys.readouterr().err
     hub_broker.stop()
-    assert main(["--ack", NODE, uuid7(), "--port", str(hub_broker.port)]) == 1
+    assert main(["--ack", NODE, uuid7(), "--port", str(hub_broker.port), *hub_tls(hub_broker)]) == 1
     assert "ack not delivered" in capsys.readouterr().err
 
 
@@ -222,7 +240,7 @@ def test_edge_hub_watches_for_a_duration_and_writes_its_summary(
     codes: list[int] = []
     run = threading.Thread(target=lambda: codes.append(main([
         "--port", str(hub_broker.port), "--auto-ack", "--plain", "--duration", "3",
-        "--summary-json", str(summary_path),
+        "--summary-json", str(summary_path), *hub_tls(hub_broker),
     ])))
     run.start()
     alert = pole.new_alert()
