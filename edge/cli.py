@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,10 +17,30 @@ def _run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     except ConfigError as e:
         print(e.report(), file=sys.stderr)
-        return 2
-    from edge.node import Node  # imports gpiozero and paho only when a node really runs
+        if not _roll_back_trial(args.config, e):
+            return 2
+        cfg = load_config(args.config)
 
-    return Node(cfg).run()
+    from edge.node import RESTART, Node  # gpiozero and paho only when a node really runs
+
+    code = Node(cfg, config_path=args.config.resolve()).run()
+    if code == RESTART:  # same process id, so systemd's watchdog and Type=notify carry on
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, "-m", "edge.cli", *sys.argv[1:]])
+    return code
+
+
+def _roll_back_trial(path: Path, error: ConfigError) -> bool:
+    """A config from the hub that does not load goes back to the previous one, if on trial."""
+    from edge.config_trial import ConfigTrial
+
+    trial = ConfigTrial(path)
+    current = trial.current()
+    if current is None or current.state != "trial" or not trial.last_good.exists():
+        return False
+    trial.roll_back(f"the new config does not load: {'; '.join(error.problems)[:500]}")
+    print(f"{path}: rolled back to the previous config", file=sys.stderr)
+    return True
 
 
 def _check(args: argparse.Namespace) -> int:

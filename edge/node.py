@@ -10,11 +10,13 @@ from __future__ import annotations
 import faulthandler
 import logging
 import queue
+import shutil
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from drivers.gpio import CallButton, DigitalInput, PinSimulator, StatusLed, make_pin_factory
@@ -23,8 +25,11 @@ from edge import __version__, clock
 from edge.alarm import AlarmPath
 from edge.commands import CommandDesk
 from edge.config.model import NodeConfig
+from edge.config_trial import sha256_of
+from edge.contract.commands import Check, Response
 from edge.contract.payloads import (
     AlertKind,
+    CertificateStats,
     Event,
     EventPhase,
     Heartbeat,
@@ -36,6 +41,8 @@ from edge.contract.topics import NodeTopics
 from edge.outbox import Outbox, OutboxError
 from edge.record.pins import FootagePins
 from edge.telemetry import Counters
+from edge.tlsinfo import WARN_DAYS as CERT_WARN_DAYS
+from edge.tlsinfo import CertificateError, CertInfo, read_certificate
 from edge.uplink import ReplyTo, Uplink
 from edge.vision.events import VisionEvent
 
@@ -46,9 +53,18 @@ LOOP_STALL_S = 5.0  # the uplink's network loop silent this long counts as unhea
 SHUTDOWN_LIMIT_S = 10.0  # a stop taking longer dumps the threads' stacks and exits
 
 
+RESTART = 75  # run()'s exit code when the node should start again (config change)
+
+
 class Node:
-    def __init__(self, cfg: NodeConfig) -> None:
+    def __init__(self, cfg: NodeConfig, config_path: Path | None = None) -> None:
         self.cfg = cfg
+        self.config_path = config_path
+        self.restart_requested = ""
+        self._beat_s = cfg.timings.heartbeat_s
+        self._beat_until: float | None = None  # a temporary interval ends then (monotonic)
+        self._cert_problem = ""
+        self._cert_warned_at = -1e9
         self.topics = NodeTopics(cfg.node.id)
         self.counters = Counters()
         self.boot = uuid.uuid4().hex
@@ -69,9 +85,10 @@ class Node:
             online=lambda: self._status("online"),
             offline=lambda reason: self._status("offline", reason),
             subscriptions={self.topics.ack: self._on_ack,
-                           self.topics.command: self._on_command},
+                           self.topics.commands: self._on_command},
         )
-        self.commands = CommandDesk(cfg, self.topics, self.uplink, self.counters)
+        self.commands = CommandDesk(cfg, self.topics, self.uplink, self.counters, self,
+                                    config_path=config_path)
         recorded = bool(cfg.cameras) and cfg.recording.enabled
         self.footage = FootagePins(cfg, self.counters) if recorded else None
         if recorded:
@@ -101,6 +118,31 @@ class Node:
             from edge.vision.supervisor import VisionSupervisor  # numpy/OpenCV only if needed
 
             self.vision = VisionSupervisor(cfg, self._on_vision_event, self.counters)
+
+    def certificate(self) -> CertInfo | None:
+        """The client certificate's subject and end (read again each time: it may be renewed)."""
+        tls = self.cfg.hub_tls
+        if tls is None:
+            return None
+        try:
+            info = read_certificate(tls.cert)
+        except CertificateError as e:
+            if self._cert_problem != str(e):
+                log.error("%s", e)
+            self._cert_problem = str(e)
+            return None
+        self._cert_problem = ""
+        if info.expiring and clock.monotonic() >= self._cert_warned_at + 86400:
+            self._cert_warned_at = clock.monotonic()
+            log.warning("client certificate %s ends %s (%.0f days): renew it before the hub "
+                        "refuses this node", info.subject, info.not_after.date(), info.days_left)
+        return info
+
+    def _check_identity(self) -> None:
+        info = self.certificate()
+        if info is not None and info.subject != self.cfg.node.id:
+            log.error("the client certificate is for %r but this node is %r: the hub's broker "
+                      "will refuse everything it publishes", info.subject, self.cfg.node.id)
 
     def _make_evidence_key(self) -> None:
         """Made at the first start, so its public half can be enrolled before any clip."""
@@ -178,6 +220,7 @@ class Node:
     def heartbeat(self) -> Heartbeat:
         pending, unacked = self.outbox.counts()
         link = self.uplink.state
+        cert = self.certificate()
         return Heartbeat(
             node=self.cfg.node.id, time=clock.now(),
             uptime_s=round(clock.monotonic() - self.started, 1),
@@ -190,7 +233,87 @@ class Node:
             inputs={i.name: i.is_active for i in self.inputs},
             counters=self.counters.snapshot(),
             cameras=self.vision.stats() if self.vision else {},
+            certificate=None if cert is None else CertificateStats(
+                subject=cert.subject, not_after=cert.not_after, days_left=cert.days_left,
+                expiring=cert.expiring),
         )
+
+    # --- what commands may ask (edge.commands.NodeControl) ---
+
+    def set_heartbeat(self, interval_s: float, for_s: float | None) -> None:
+        """Heartbeats every interval_s from now on (for for_s, then as configured)."""
+        self._beat_s = interval_s
+        self._beat_until = clock.monotonic() + for_s if for_s is not None else None
+        self._next_beat = clock.monotonic()
+        log.info("heartbeat every %.0f s%s", interval_s,
+                 f" for {for_s:.0f} s" if for_s is not None else "")
+
+    def restart(self, why: str) -> None:
+        log.info("restarting: %s", why)
+        self.restart_requested = why
+        self._stop.set()
+
+    def selftest(self) -> list[Check]:
+        checks = [Check(name="uplink", ok=self.uplink.connected,
+                        detail=f"{self.cfg.hub.host}:{self.cfg.hub.port}")]
+        try:
+            self.outbox.probe()
+            checks.append(Check(name="outbox", ok=True, detail="writable"))
+        except OutboxError as e:
+            checks.append(Check(name="outbox", ok=False, detail=str(e)))
+        try:
+            du = shutil.disk_usage(self.cfg.data_dir)
+            share = du.free / du.total if du.total else 0.0
+            checks.append(Check(name="data_disk", ok=share >= 0.05,
+                                detail=f"{du.free / 1e9:.1f} GB free of {du.total / 1e9:.1f} GB"))
+        except OSError as e:
+            checks.append(Check(name="data_disk", ok=False, detail=str(e)))
+        synced = clock.clock_synced()
+        checks.append(Check(name="clock", ok=synced,
+                            detail="synchronised" if synced else "not synchronised"))
+        cert = self.certificate()
+        if cert is not None:
+            checks.append(Check(name="certificate", ok=cert.days_left > CERT_WARN_DAYS,
+                                detail=f"{cert.subject}, {cert.days_left:.0f} days left"))
+        if self.vision is not None:
+            checks.append(Check(name="vision", ok=self.vision.alive(),
+                                detail="running" if self.vision.alive() else "supervisor died"))
+            for name, cam in self.vision.stats().items():
+                checks.append(Check(name=f"camera.{name}", ok=cam.online,
+                                    detail=f"{cam.capture_fps:.1f} fps" if cam.online
+                                    else cam.reason or "offline"))
+                rec = cam.recording
+                if rec is not None:
+                    checks.append(Check(name=f"recording.{name}", ok=rec.state != "failed",
+                                        detail=rec.reason or rec.state))
+        checks.append(Check(name="health", ok=not self.unhealthy_reason,
+                            detail=self.unhealthy_reason or "ok"))
+        return checks
+
+    def _check_trial(self) -> None:
+        """A config change on trial commits once healthy and connected, or rolls back."""
+        trial = self.commands.trial.current() if self.commands.trial is not None else None
+        if trial is None or self.commands.trial is None:
+            return
+        reply = ReplyTo(trial.reply_topic,
+                        bytes.fromhex(trial.correlation) if trial.correlation else None)
+        if trial.state == "rolled_back":
+            if self.uplink.connected:
+                self.commands.answer(reply, Response(
+                    id=trial.command_id, command="config.set", status="failed",
+                    error=f"rolled back to the previous config: {trial.reason}",
+                    config_sha256=sha256_of(self.commands.trial.config)))
+                self.commands.trial.finish()
+            return
+        if not self.unhealthy_reason and self.uplink.connected:
+            self.commands.trial.commit()
+            self.commands.answer(reply, Response(
+                id=trial.command_id, command="config.set", status="done",
+                config_sha256=trial.sha256))
+        elif time.time() > trial.deadline:
+            why = self.unhealthy_reason or "not connected to the hub"
+            self.commands.trial.roll_back(f"not healthy within the trial: {why}")
+            self.restart("config change rolled back")
 
     # --- main loop ---
 
@@ -218,6 +341,7 @@ class Node:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        self._check_identity()
         self.uplink.start()
         if self.vision is not None:
             self.vision.start()
@@ -237,7 +361,7 @@ class Node:
                 log.exception("main loop step failed")
                 self._stop.wait(TICK_S)
         self.shutdown()
-        return 0
+        return RESTART if self.restart_requested else 0
 
     def _step(self) -> None:
         """Handle one event from the uplink, or, when the tick is due, the periodic work."""
@@ -254,10 +378,15 @@ class Node:
             self._next_health = now + self._health_period
             if self.check_health():
                 self.notifier.ping()
+            self._check_trial()
+        if self._beat_until is not None and now >= self._beat_until:
+            self._beat_s, self._beat_until = self.cfg.timings.heartbeat_s, None
+            log.info("heartbeat back to every %.0f s", self._beat_s)
         if now >= self._next_beat:
-            self._next_beat = now + self.cfg.timings.heartbeat_s
+            self._next_beat = now + self._beat_s
             self.uplink.publish(self.topics.telemetry, self.heartbeat().to_bytes(), qos=0)
             self.outbox.prune(time.time())
+            self.commands.prune(time.time())
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("%s received, stopping", signal.Signals(signum).name)

@@ -137,6 +137,30 @@ class TimingSection(Section):
         return self
 
 
+class CommandsSection(Section):
+    """How the node treats the hub's commands. Local only: config.set cannot change it."""
+
+    max_age_s: Annotated[float, Field(ge=10, le=86400)] = Field(
+        default=600.0, description="With a synchronised clock, refuse commands issued longer "
+        "ago than this (a stale or replayed command)")
+    config_trial_s: Annotated[float, Field(ge=10, le=3600)] = Field(
+        default=120.0, description="After config.set, restore the previous config unless the "
+        "node is healthy and connected again within this long")
+    reboot_command: list[str] = Field(
+        default_factory=lambda: ["systemctl", "reboot"], min_length=1,
+        description="What the reboot command runs")
+
+
+class OutboxSection(Section):
+    """The store-and-forward queue for events and telemetry (alerts are never thinned)."""
+
+    max_messages: Annotated[int, Field(ge=100, le=10_000_000)] = Field(
+        default=50_000, description="Events and telemetry kept for the hub; beyond this, "
+        "telemetry is thinned, events are still kept")
+    telemetry_keep_s: Annotated[float, Field(ge=1, le=86400)] = Field(
+        default=60.0, description="When thinning, keep one heartbeat per this many seconds")
+
+
 class NodeConfig(Section):
     """One pole's controller: who it is, where its hub is, how it is wired."""
 
@@ -152,6 +176,8 @@ class NodeConfig(Section):
     detector: DetectorSection = Field(default_factory=DetectorSection)
     vision: VisionSection = Field(default_factory=VisionSection)
     recording: RecordingSection = Field(default_factory=RecordingSection)
+    commands: CommandsSection = Field(default_factory=CommandsSection)
+    outbox: OutboxSection = Field(default_factory=OutboxSection)
 
     @property
     def recording_dir(self) -> Path:

@@ -19,15 +19,25 @@ CHANNELS: dict[str, tuple[type[BaseModel], str, int, bool, str]] = {
     "status": (payloads.Status, "send", 1, True,
                "Online/offline; the broker sends the offline last will"),
     "alert": (payloads.Alert, "send", 1, False, "An alert from the durable outbox; dedupe by id"),
-    "telemetry": (payloads.Heartbeat, "send", 0, False, "Periodic heartbeat telemetry"),
+    "telemetry": (payloads.Heartbeat, "send", 1, False,
+                  "Periodic heartbeat telemetry, store-and-forward (thinned in long outages)"),
     "event": (payloads.Event, "send", 1, False,
               "A tracked object from the vision pipeline: new, updates, end"),
     "response": (commands.Response, "send", 1, False,
-                 "What became of a command: accepted, done (with its result), failed, rejected"),
+                 "What became of a command: accepted, done (with its result), failed, "
+                 "rejected, duplicate"),
+    "response/{requester}": (commands.Response, "send", 1, False,
+                             "The same, on the MQTT 5 response topic a command named (one "
+                             "level under response/)"),
     "ack": (payloads.Ack, "receive", 1, False, "The hub acknowledges an alert"),
-    "command": (commands.ClipRequest, "receive", 1, False,
-                "The hub asks for something: a clip of a camera's footage"),
+    **{f"cmd/{name}": (model, "receive", 1, False, (model.__doc__ or name).split("\n")[0])
+       for name, model in commands.COMMANDS.items()},
 }
+
+
+def _key(leaf: str) -> str:
+    """An AsyncAPI component key for a channel leaf (letters, digits, '.', '_', '-')."""
+    return leaf.replace("/{requester}", "_to").replace("/", "_")
 
 
 def document() -> dict[str, Any]:
@@ -40,23 +50,27 @@ def document() -> dict[str, Any]:
     messages: dict[str, Any] = {}
     for leaf, (model, action, qos, retain, summary) in CHANNELS.items():
         name = model.__name__
-        messages[name] = {
+        messages.setdefault(name, {
             "name": name,
             "title": name,
             "summary": summary,
             "contentType": "application/json",
             "payload": {"$ref": f"#/components/schemas/{name}"},
-        }
-        channels[leaf] = {
+        })
+        key = _key(leaf)
+        parameters = {"node": {"description": "The node id (see NodeId)"}}
+        if "{requester}" in leaf:
+            parameters["requester"] = {"description": "Chosen by the requester"}
+        channels[key] = {
             "address": f"{topics.ROOT}/{{node}}/{leaf}",
-            "parameters": {"node": {"description": "The node id (see NodeId)"}},
-            "messages": {leaf: {"$ref": f"#/components/messages/{name}"}},
+            "parameters": parameters,
+            "messages": {key: {"$ref": f"#/components/messages/{name}"}},
         }
         verb = "publish" if action == "send" else "receive"
-        operations[f"{verb}_{leaf}"] = {
+        operations[f"{verb}_{key}"] = {
             "action": action,
-            "channel": {"$ref": f"#/channels/{leaf}"},
-            "messages": [{"$ref": f"#/channels/{leaf}/messages/{leaf}"}],
+            "channel": {"$ref": f"#/channels/{key}"},
+            "messages": [{"$ref": f"#/channels/{key}/messages/{key}"}],
             "bindings": {"mqtt": {"qos": qos, "retain": retain, "bindingVersion": "0.2.0"}},
         }
     return {

@@ -147,6 +147,17 @@ class CameraStats(BaseModel):
     recording: RecordingStats | None = Field(default=None, description="None: not recorded")
 
 
+class CertificateStats(BaseModel):
+    """The node's client certificate, so the hub can renew it before the node is locked out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject: str = Field(description="Its CN, which the broker takes as the node's user name")
+    not_after: datetime
+    days_left: float
+    expiring: bool = Field(description="30 days or fewer left")
+
+
 class Heartbeat(Message):
     """Periodic telemetry on `poles/<node>/telemetry`, QoS 0 (a missed one is not resent)."""
 
@@ -162,6 +173,8 @@ class Heartbeat(Message):
     cameras: dict[str, CameraStats] = Field(
         default_factory=dict, description="Per camera: frame rates, detector load, events"
     )
+    certificate: CertificateStats | None = Field(
+        default=None, description="The node's TLS client certificate; None without TLS")
 
 
 class EventPhase(StrEnum):

@@ -49,8 +49,9 @@ SESSION_EXPIRY_S = 3600  # the broker keeps our subscriptions and queues alerts 
 KEEPALIVE_S = 10
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 2  # one console: no herd to spread, see alerts soon
 # Topics no node may use, watched only to count them as garbage. Disjoint from
-# hub_subscriptions() (those have exactly three levels), so no message arrives twice.
-STRAY_SUBSCRIPTIONS = [f"{topics.ROOT}/+", f"{topics.ROOT}/+/+/+/#"]
+# hub_subscriptions() (three levels, and response/<one level>) and from the commands the
+# hub itself sends (cmd/<name>), so no message arrives twice.
+STRAY_SUBSCRIPTIONS = [f"{topics.ROOT}/+", f"{topics.ROOT}/+/+/+/+/#"]
 
 _NODE_ID: TypeAdapter[str] = TypeAdapter(NodeId)
 
@@ -207,11 +208,11 @@ class HubConsole:
     ) -> str:
         """Ask a pole for a camera's footage of [start, end) as a signed clip, PUT to
         `upload_url`; returns the request id (a new UUIDv7 unless given). Published at QoS 1
-        on the pole's command topic with MQTT 5 ResponseTopic = its response topic and
+        on the pole's cmd/clip.request topic with MQTT 5 ResponseTopic = its response topic and
         CorrelationData = the id; the answers land in `state.clips`. A bad node id, camera
         or window raises pydantic.ValidationError here, before anything is sent."""
         node_topics = topics.NodeTopics(_NODE_ID.validate_python(node))
-        request = ClipRequest(id=request_id or uuid7(), command="clip", camera=camera,
+        request = ClipRequest(id=request_id or uuid7(), issued=clock.now(), camera=camera,
                               start=start, end=end, upload_url=upload_url,
                               manifest_url=manifest_url)
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
@@ -230,7 +231,8 @@ class HubConsole:
             if reason.is_failure:
                 unsent(f"the broker refused it: {reason}")
 
-        self._publish(node_topics.command, request.to_bytes(), props, answered, unsent)
+        self._publish(node_topics.cmd("clip.request"), request.to_bytes(), props, answered,
+                      unsent)
         return request.id
 
     def check_clip(self, request_id: str, clip: Path, public_key: Ed25519PublicKey) -> Verdict:

@@ -292,7 +292,7 @@ class HubState:
             self._add_garbage(at, topic, "topic", f"not {topics.ROOT}/<node>/<leaf>", events)
             return []
         node_id, leaf = parsed
-        model = _MODELS.get(leaf)
+        model = _MODELS.get(leaf.split("/", 1)[0])  # response/<rest>: an MQTT 5 response topic
         if model is None:
             self._ignored += 1
             return []
