@@ -29,7 +29,7 @@ def edge_clip(*args: str | Path, cwd: Path | None = None) -> subprocess.Complete
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A node's config (hub never contacted) whose data_dir holds 40 s of recordings."""
-    path = node_config(tmp_path, SimpleNamespace(host="127.0.0.1", port=1883))  # type: ignore[arg-type]
+    path = node_config(tmp_path, SimpleNamespace(host="127.0.0.1", port=1883, secure=False))  # type: ignore[arg-type]
     cfg = yaml.safe_load(path.read_text())
     cfg["recording"] = {"alert_window": {"before_s": 6, "after_s": 9}}
     path.write_text(yaml.safe_dump(cfg))

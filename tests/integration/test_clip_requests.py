@@ -17,12 +17,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.hub.evidence import EvidenceStore
 from edge.localbroker import LocalBroker
+from edge.pki import HUB
 from edge.record.manifest import verify
 from edge.record.signing import PUBLIC_FILE, load_public
 from tests.conftest import NODE_ID, NodeProcess
@@ -38,7 +38,7 @@ class Hub:
     def __init__(self, broker: LocalBroker) -> None:
         self.responses: list[tuple[str, dict[str, Any], bytes | None]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client = broker.client(HUB)
         self.client.on_message = self._on_message
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *_: subscribed.set()

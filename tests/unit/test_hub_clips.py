@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from rich.console import Console
@@ -190,8 +189,7 @@ class PoleDesk:
 
     def __init__(self, broker: LocalBroker) -> None:
         self.requests: queue.Queue[tuple[str, bytes, str, bytes]] = queue.Queue()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pole-1",
-                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client = broker.client("pole-1", client_id="pole-1")  # the pole's certificate
         subscribed: queue.Queue[bool] = queue.Queue()
         self.client.on_connect = lambda c, *_: c.subscribe(POLE.command, qos=1)
         self.client.on_subscribe = lambda *_: subscribed.put(True)
@@ -218,7 +216,7 @@ class PoleDesk:
 def test_a_clip_request_reaches_the_pole_and_its_answers_reach_the_console(
         broker: LocalBroker) -> None:
     pole = PoleDesk(broker)
-    console = HubConsole(broker.host, broker.port)
+    console = HubConsole(broker.host, broker.port, tls=broker.hub_tls)
     console.start()
     try:
         assert console.wait_ready(10)
