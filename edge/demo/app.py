@@ -50,7 +50,9 @@ def write_config(workdir: Path, broker: LocalBroker) -> Path:
         data = yaml.safe_load(DEMO_CONFIG.read_text())
     except OSError as e:
         raise DemoError(f"cannot read the demo node's config {DEMO_CONFIG}: {e}") from e
-    data["hub"].update(host=broker.host, port=broker.port)
+    # mutual TLS as in the field: the pole's certificate where `tls: {}` looks for it
+    broker.node_tls_dir(data["node"]["id"], workdir / "data")
+    data["hub"].update(host=broker.host, port=broker.port, tls={})
     data["gpio"]["simulator_socket"] = str(workdir / "pins.sock")
     data["data_dir"] = str(workdir / "data")
     try:
@@ -88,12 +90,14 @@ def sigterm_stops() -> Iterator[None]:
 
 def run(workdir: Path, pace: Pace, plain: bool, out: Console) -> int:
     story = Narration(plain)
-    broker = LocalBroker(workdir / "broker")
+    broker = LocalBroker(workdir / "broker", secure=True)
     with contextlib.ExitStack() as stack:
         story.say(f"Safe City demo: broker, one pole, the hub console (temp dir {workdir})")
         stack.callback(broker.stop)
         broker.start()
-        story.say(f"Mosquitto listening on {broker.host}:{broker.port}")
+        story.say(f"Mosquitto listening on {broker.host}:{broker.port} with the hub's reference "
+                  "config: mutual TLS, the pole's certificate names it, it may use only its "
+                  "own topics")
         made = time.monotonic()
         config = write_config(workdir, broker)
         if time.monotonic() - made > 1.0:
@@ -105,7 +109,7 @@ def run(workdir: Path, pace: Pace, plain: bool, out: Console) -> int:
         story.say(f"node {pole.cfg.node.id} started (pid {pole.proc.pid if pole.proc else '?'})"
                   f" on simulated pins, log {pole.log_path}")
         hub = HubConsole(broker.host, broker.port, auto_ack=True, operator=OPERATOR,
-                         on_event=story.hub_events.put if plain else None)
+                         tls=broker.hub_tls, on_event=story.hub_events.put if plain else None)
         stack.callback(hub.stop)
         hub.start()
         store = EvidenceStore(workdir / "hub-evidence")
