@@ -114,6 +114,11 @@ class AlarmPath:
         self._send(alert.seq, alert.to_bytes())
         return alert
 
+    def waiting(self) -> bool:
+        """Whether an alert is with the uplink and not yet accepted by the broker."""
+        with self._lock:
+            return bool(self._in_flight)
+
     # --- network thread ---
 
     def on_ack_message(self, topic: str, payload: bytes) -> None:

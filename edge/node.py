@@ -23,6 +23,7 @@ from drivers.gpio import CallButton, DigitalInput, PinSimulator, StatusLed, make
 from drivers.platform.watchdog import ServiceNotifier
 from edge import __version__, clock
 from edge.alarm import AlarmPath
+from edge.backlog import Backlog, BacklogError, Forwarder, Klass
 from edge.commands import CommandDesk
 from edge.config.model import NodeConfig
 from edge.config_trial import sha256_of
@@ -65,6 +66,8 @@ class Node:
         self._beat_until: float | None = None  # a temporary interval ends then (monotonic)
         self._cert_problem = ""
         self._cert_warned_at = -1e9
+        self._live_lock = threading.Lock()
+        self._live_seq: dict[Klass, int] = {}
         self.topics = NodeTopics(cfg.node.id)
         self.counters = Counters()
         self.boot = uuid.uuid4().hex
@@ -86,6 +89,7 @@ class Node:
             offline=lambda reason: self._status("offline", reason),
             subscriptions={self.topics.ack: self._on_ack,
                            self.topics.commands: self._on_command},
+            on_link=self._on_link,
         )
         self.commands = CommandDesk(cfg, self.topics, self.uplink, self.counters, self,
                                     config_path=config_path)
@@ -94,6 +98,15 @@ class Node:
         if recorded:
             self._make_evidence_key()
         self.alarm = AlarmPath(cfg, self.outbox, self.uplink, self.led, self.counters)
+        self.backlog: Backlog | None = None
+        try:
+            self.backlog = Backlog(cfg.data_dir / "backlog.sqlite",
+                                   max_messages=cfg.outbox.max_messages,
+                                   telemetry_keep_s=cfg.outbox.telemetry_keep_s)
+        except BacklogError as e:  # events and telemetry then go out live, not stored
+            log.error("%s: events and telemetry are not stored across outages", e)
+        self.forwarder = (Forwarder(self.backlog, self.uplink, self.alarm.waiting, self.counters)
+                          if self.backlog is not None else None)
         self.button = CallButton(
             g.call_button.pin, pull_up=g.call_button.pull_up, debounce_s=t.debounce_ms / 1000,
             long_press_s=t.long_press_s, stuck_after_s=t.stuck_after_s, pin_factory=self.pins,
@@ -189,25 +202,40 @@ class Node:
 
     def _on_vision_event(self, ev: VisionEvent) -> None:
         """From the vision supervisor's thread: one tracked object's news, to the hub."""
-        payload = Event(
-            id=ev.event_id, node=self.cfg.node.id, camera=ev.camera,
-            phase=EventPhase(ev.phase), track=ev.track_id, label=ev.label,
-            score=round(ev.score, 3), box=tuple(round(v, 4) for v in ev.box),  # type: ignore[arg-type]
-            zones=list(ev.zones), entered=list(ev.entered), left=list(ev.left),
-            dwell_s={k: round(v, 1) for k, v in ev.dwell_s.items()},
-            loitering=list(ev.loitering), stationary=ev.stationary,
-            started=ev.started_at, time=ev.time, snapshot=ev.snapshot,
-        )
-        self.uplink.publish(self.topics.event, payload.to_bytes(), qos=1,
-                            on_done=self._event_done)
+        def payload(seq: int) -> bytes:
+            return Event(
+                id=ev.event_id, seq=seq, node=self.cfg.node.id, camera=ev.camera,
+                phase=EventPhase(ev.phase), track=ev.track_id, label=ev.label,
+                score=round(ev.score, 3), box=tuple(round(v, 4) for v in ev.box),  # type: ignore[arg-type]
+                zones=list(ev.zones), entered=list(ev.entered), left=list(ev.left),
+                dwell_s={k: round(v, 1) for k, v in ev.dwell_s.items()},
+                loitering=list(ev.loitering), stationary=ev.stationary,
+                started=ev.started_at, time=ev.time, snapshot=ev.snapshot,
+            ).to_bytes()
+
+        self._forward(Klass.EVENT, self.topics.event, payload)
         if self.footage is not None and ev.phase in ("new", "end"):
             self.footage.event(ev.camera, ev.event_id, ev.started_at.timestamp(),
                             ev.time.timestamp())
 
-    def _event_done(self, ok: bool, reason: str) -> None:
-        self.counters.inc("events_delivered" if ok else "events_refused")
-        if not ok:
-            log.warning("hub refused a vision event: %s", reason)
+    def _forward(self, klass: Klass, topic: str, build: Callable[[int], bytes]) -> None:
+        """Store an event or a heartbeat for the forwarder; live if the store is failing."""
+        if self.backlog is not None and self.forwarder is not None:
+            try:
+                self.backlog.put(klass, topic, build)
+                self.forwarder.wake()
+                return
+            except BacklogError as e:
+                self.counters.inc("backlog_errors")
+                log.error("%s: sending live", e)
+        with self._live_lock:
+            self._live_seq[klass] = self._live_seq.get(klass, 0) + 1
+            seq = self._live_seq[klass]
+        self.uplink.publish(topic, build(seq), qos=1)
+
+    def _on_link(self, up: bool) -> None:
+        if up and self.forwarder is not None:
+            self.forwarder.wake()
 
     # --- payloads ---
 
@@ -219,12 +247,16 @@ class Node:
 
     def heartbeat(self) -> Heartbeat:
         pending, unacked = self.outbox.counts()
+        waiting = self.backlog.counts() if self.backlog is not None else {}
         link = self.uplink.state
         cert = self.certificate()
         return Heartbeat(
             node=self.cfg.node.id, time=clock.now(),
             uptime_s=round(clock.monotonic() - self.started, 1),
-            outbox=OutboxStats(pending=pending, unacked=unacked),
+            outbox=OutboxStats(
+                pending=pending, unacked=unacked, events=waiting.get(Klass.EVENT, 0),
+                telemetry=waiting.get(Klass.TELEMETRY, 0),
+                thinned=self.backlog.thinned if self.backlog is not None else 0),
             link=LinkStats(connects=link.connects, disconnects=link.disconnects,
                            connected_since=link.connected_since,
                            refused_connects=link.refused_connects,
@@ -325,6 +357,8 @@ class Node:
             reason = "uplink loop stalled"
         elif self.vision is not None and not self.vision.alive():
             reason = "vision supervisor thread died"
+        elif self.forwarder is not None and not self.forwarder.alive():
+            reason = "forwarder thread died"
         else:
             try:
                 self.outbox.probe()
@@ -342,6 +376,8 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self._check_identity()
+        if self.forwarder is not None:
+            self.forwarder.start()
         self.uplink.start()
         if self.vision is not None:
             self.vision.start()
@@ -368,6 +404,8 @@ class Node:
         try:
             wait = max(0.0, self._next_tick - clock.monotonic())
             self.alarm.handle(self.alarm.events.get(timeout=wait))
+            if self.forwarder is not None and not self.alarm.waiting():
+                self.forwarder.wake()  # events and telemetry wait for alerts
             return
         except queue.Empty:
             pass
@@ -384,7 +422,8 @@ class Node:
             log.info("heartbeat back to every %.0f s", self._beat_s)
         if now >= self._next_beat:
             self._next_beat = now + self._beat_s
-            self.uplink.publish(self.topics.telemetry, self.heartbeat().to_bytes(), qos=0)
+            beat = self.heartbeat().to_bytes()
+            self._forward(Klass.TELEMETRY, self.topics.telemetry, lambda _seq: beat)
             self.outbox.prune(time.time())
             self.commands.prune(time.time())
 
@@ -408,7 +447,11 @@ class Node:
         if self.vision is not None:
             self.vision.stop()  # before the uplink: the workers' last `end` events go out
         self.commands.close()
+        if self.forwarder is not None:
+            self.forwarder.stop()
         self.uplink.stop()
+        if self.backlog is not None:
+            self.backlog.close()
         if self.footage is not None:
             self.footage.close()
         if self.simulator is not None:

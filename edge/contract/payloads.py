@@ -104,6 +104,11 @@ class OutboxStats(BaseModel):
 
     pending: int = Field(description="Alerts on disk not yet accepted by the broker")
     unacked: int = Field(description="Alerts delivered but not yet acknowledged by the hub")
+    events: int = Field(default=0, description="Vision events waiting to be sent")
+    telemetry: int = Field(default=0, description="Heartbeats waiting to be sent (this one not "
+                           "counted)")
+    thinned: int = Field(default=0, description="Heartbeats dropped since start to keep the "
+                         "store-and-forward queue in bound (events and alerts never are)")
 
 
 class RecordingStats(BaseModel):
@@ -188,6 +193,8 @@ class Event(Message):
     `new` → `update`s → `end`, all with the same `id`. Boxes are fractions of the frame."""
 
     id: AlertId = Field(description="The event's id; all phases of one object share it")
+    seq: Annotated[int, Field(ge=1, description="Per-node sequence number of event messages: "
+                              "the hub can drop a re-sent one by it and see the order")]
     node: NodeId
     camera: str
     phase: EventPhase

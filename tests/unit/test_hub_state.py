@@ -274,7 +274,7 @@ def make_event(
 ) -> Event:
     """One message of an object first seen at T0, sent `seconds` later."""
     return Event(
-        id=event_id, node=node, camera="street", phase=EventPhase(phase), track=track,
+        id=event_id, seq=1, node=node, camera="street", phase=EventPhase(phase), track=track,
         label=label, score=0.81, box=(0.1, 0.2, 0.3, 0.6), zones=list(zones),
         entered=list(entered), left=list(left), dwell_s=dict.fromkeys(zones, seconds),
         loitering=list(loitering), stationary=stationary, started=T0,

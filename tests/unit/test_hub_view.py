@@ -94,7 +94,7 @@ def heartbeat(cameras: dict[str, CameraStats]) -> bytes:
 
 def event(event_id: str, phase: str, seconds: float, track: int, **fields: object) -> bytes:
     body: dict[str, object] = {
-        "id": event_id, "node": "pole-1", "camera": "street", "phase": EventPhase(phase),
+        "id": event_id, "seq": 1, "node": "pole-1", "camera": "street", "phase": EventPhase(phase),
         "track": track, "label": "person", "score": 0.8, "box": (0.1, 0.1, 0.2, 0.4),
         "zones": [], "entered": [], "left": [], "dwell_s": {}, "loitering": [],
         "stationary": False, "started": T0, "time": T0 + timedelta(seconds=seconds),
