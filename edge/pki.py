@@ -230,3 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{made.cert}\n{made.key}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
