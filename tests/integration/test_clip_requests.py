@@ -1,6 +1,6 @@
 """The hub asks a real node for footage over MQTT 5 and gets a signed clip by HTTP PUT.
 
-A hub-side paho client sends `clip` commands with a response topic and correlation data;
+A hub-side paho client sends `clip.request` commands with a response topic and correlation data;
 the node records a real H.264 stream, exports, signs and uploads to a real HTTP server,
 and the clip is verified offline with the node's public key.
 """
@@ -55,13 +55,13 @@ class Hub:
             self.responses.append((msg.topic, json.loads(msg.payload), correlation))
 
     def send(self, payload: bytes, *, response_topic: str | None = None,
-             correlation: bytes | None = None) -> None:
+             correlation: bytes | None = None, name: str = "clip.request") -> None:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         if response_topic:
             props.ResponseTopic = response_topic
         if correlation:
             props.CorrelationData = correlation
-        self.client.publish(f"poles/{NODE_ID}/command", payload, qos=1, properties=props)
+        self.client.publish(f"poles/{NODE_ID}/cmd/{name}", payload, qos=1, properties=props)
 
     def answers(self, request_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -98,7 +98,7 @@ def test_a_clip_request_is_exported_signed_uploaded_and_verifies_with_the_node_k
     root = tmp_path / "data" / "recordings"
     wait_for(lambda: len(indexed(root)) >= 5, timeout=40, what="ten seconds recorded")
     end = time.time() - 3  # inside closed segments
-    request = {"v": 1, "id": "req-1", "command": "clip", "camera": "street",
+    request = {"v": 1, "id": "req-1", "issued": iso(time.time()), "camera": "street",
                "start": iso(end - 5), "end": iso(end), "upload_url": store.url("req-1.mp4")}
     hub.send(json.dumps(request).encode(), response_topic=f"poles/{NODE_ID}/response/desk-7",
              correlation=b"corr-1")
@@ -125,21 +125,20 @@ def test_a_clip_request_is_exported_signed_uploaded_and_verifies_with_the_node_k
 def test_bad_commands_are_rejected_with_reasons_and_the_node_keeps_working(
         tmp_path: Path, broker: LocalBroker, start_node: Any, hub: Hub) -> None:
     node: NodeProcess = start_node(recording_config(tmp_path, broker))
-    probe = json.dumps({"v": 1, "id": "r-probe", "command": "ping"}).encode()
+    broker.tap.allow_invalid(rf"poles/{NODE_ID}/cmd/.*")  # type: ignore[attr-defined]
+    probes = iter(range(1000))
 
     def subscribed() -> bool:  # a command sent before the node subscribed reaches no one
-        hub.send(probe)
-        return bool(hub.answers("r-probe"))
+        hub.send(json.dumps({"v": 1, "id": f"r-probe-{next(probes)}"}).encode(), name="ping")
+        return any(r["id"].startswith("r-probe") for _, r, _ in hub.responses)
 
     wait_for(subscribed, what="the node listening for commands")
     now = time.time()
-    good = {"v": 1, "command": "clip", "camera": "street", "start": iso(now - 10),
+    good = {"v": 1, "issued": iso(now), "camera": "street", "start": iso(now - 10),
             "end": iso(now), "upload_url": "http://127.0.0.1:9/x.mp4"}
     cases: list[tuple[str, bytes, str]] = [
         ("", b"\xff\xfe not json", "not JSON"),
         ("", b"[1, 2]", "JSON object"),
-        ("r-cmd", json.dumps({**good, "id": "r-cmd", "command": "selfdestruct"}).encode(),
-         "unknown command"),
         ("r-cam", json.dumps({**good, "id": "r-cam", "camera": "gate"}).encode(),
          "no camera 'gate'"),
         ("r-win", json.dumps({**good, "id": "r-win", "end": iso(now - 20)}).encode(),
@@ -149,6 +148,8 @@ def test_bad_commands_are_rejected_with_reasons_and_the_node_keeps_working(
     ]
     for _, payload, _ in cases:
         hub.send(payload)
+    hub.send(json.dumps({**good, "id": "r-cmd"}).encode(), name="selfdestruct")
+    cases.append(("r-cmd", b"", "unknown command"))
     for cid, _, why in cases:
         if not cid:
             continue
@@ -176,7 +177,7 @@ def test_a_window_reaching_past_now_is_exported_once_its_end_is_recorded(
     root = tmp_path / "data" / "recordings"
     wait_for(lambda: len(indexed(root)) >= 2, timeout=40, what="footage on disk")
     now = time.time()  # an alert's after-window: the end is still to come
-    request = {"v": 1, "id": "req-after", "command": "clip", "camera": "street",
+    request = {"v": 1, "id": "req-after", "issued": iso(now), "camera": "street",
                "start": iso(now - 2), "end": iso(now + 4),
                "upload_url": store.url("req-after.mp4")}
     hub.send(json.dumps(request).encode())

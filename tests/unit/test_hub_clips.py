@@ -30,7 +30,7 @@ URL = "http://127.0.0.1:8000/pole-1-street-call1.mp4"
 
 
 def request(request_id: str = "req-1", camera: str = "street") -> ClipRequest:
-    return ClipRequest(id=request_id, command="clip", camera=camera, start=T0,
+    return ClipRequest(id=request_id, issued=T0, camera=camera, start=T0,
                        end=T0 + timedelta(seconds=12), upload_url=URL)
 
 
@@ -43,7 +43,7 @@ def clip_json() -> dict[str, Any]:
 def answer(status: str, request_id: str = "req-1", **more: Any) -> bytes:
     """A pole's response, as the JSON bytes that arrive on its response topic."""
     return Response.model_validate(
-        {"id": request_id, "command": "clip", "status": status, **more}).to_bytes()
+        {"id": request_id, "command": "clip.request", "status": status, **more}).to_bytes()
 
 
 def state_with_request(events: list[HubEvent] | None = None) -> HubState:
@@ -124,7 +124,7 @@ def test_answers_to_requests_this_console_did_not_make_are_counted_not_taken() -
 def test_a_malformed_response_is_garbage_not_an_answer() -> None:
     s = state_with_request()
     s.receive(POLE.response, b"{not json", T0)
-    s.receive(POLE.response, b'{"id": "req-1", "command": "clip", "status": "maybe"}', T0)
+    s.receive(POLE.response, b'{"id": "req-1", "command": "clip.request", "status": "maybe"}', T0)
 
     counts, _ = s.garbage()
     assert counts == {"json": 1, "schema": 1}
@@ -191,7 +191,7 @@ class PoleDesk:
         self.requests: queue.Queue[tuple[str, bytes, str, bytes]] = queue.Queue()
         self.client = broker.client("pole-1", client_id="pole-1")  # the pole's certificate
         subscribed: queue.Queue[bool] = queue.Queue()
-        self.client.on_connect = lambda c, *_: c.subscribe(POLE.command, qos=1)
+        self.client.on_connect = lambda c, *_: c.subscribe(POLE.commands, qos=1)
         self.client.on_subscribe = lambda *_: subscribed.put(True)
         self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
@@ -224,7 +224,7 @@ def test_a_clip_request_reaches_the_pole_and_its_answers_reach_the_console(
                                           URL, request_id="req-7")
 
         topic, payload, response_topic, correlation = pole.requests.get(timeout=10)
-        assert topic == POLE.command and request_id == "req-7"
+        assert topic == POLE.cmd("clip.request") and request_id == "req-7"
         sent = ClipRequest.model_validate_json(payload)
         assert (sent.id, sent.camera, sent.upload_url) == ("req-7", "street", URL)
         assert (sent.start, sent.end) == (T0, T0 + timedelta(seconds=12))
