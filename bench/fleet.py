@@ -98,6 +98,7 @@ class Fleet:
             self.procs.append(p)
         self.counts: list[tuple[int, int, int, float]] = [(0, 0, 0, 0.0)] * len(specs)
         self.reports: list[dict[str, Any] | None] = [None] * len(specs)
+        self.closed: set[Connection] = set()
         ready = [c.recv() for c in self.conns]  # each has loaded its poles' certificates
         assert all(r == ("ready",) for r in ready), ready
 
@@ -113,11 +114,19 @@ class Fleet:
         """Take in what the processes report for `seconds`."""
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
-            for c in wait(self.conns, timeout=left):
+            open_ = [c for c in self.conns if c not in self.closed]
+            if not open_:
+                time.sleep(left)
+                return
+            for c in wait(open_, timeout=left):
                 assert isinstance(c, Connection)
+                i = self.conns.index(c)
                 while c.poll():
-                    msg = c.recv()
-                    i = self.conns.index(c)
+                    try:
+                        msg = c.recv()
+                    except EOFError:  # the process has sent its report and exited
+                        self.closed.add(c)
+                        break
                     if msg[0] == "counts":
                         self.counts[i] = msg[1:]
                     elif msg[0] == "report":
@@ -183,12 +192,21 @@ def series(links: list[list[tuple[float, bool]]], t0: float, end: float) -> str:
     return " · ".join(out)
 
 
+def back(links: list[list[tuple[float, bool]]], t0: float) -> list[float | None]:
+    """Per pole, seconds from `t0` until it was first subscribed after it (None: never)."""
+    return [next((w - t0 for w, up in events if up and w > t0), None) for events in links]
+
+
 def all_back(links: list[list[tuple[float, bool]]], t0: float) -> float | None:
     """Seconds from `t0` until the last pole was subscribed again, None if one never was."""
-    firsts = [next((w for w, up in events if up and w > t0), None) for events in links]
-    if any(f is None for f in firsts):
-        return None
-    return max(f for f in firsts if f is not None) - t0
+    times = back(links, t0)
+    return None if None in times else max(t for t in times if t is not None)
+
+
+def spread(links: list[list[tuple[float, bool]]], t0: float) -> str:
+    """When the first and the median pole were back: where the curve rises."""
+    times = sorted(t for t in back(links, t0) if t is not None)
+    return f"first {times[0]:.1f} s, half {times[len(times) // 2]:.1f} s" if times else ""
 
 
 def pct(values: list[float], q: int) -> float:
@@ -246,7 +264,9 @@ def storm(fleet: Fleet, broker: LocalBroker, args: argparse.Namespace, tag: str,
     listening: list[float] = []
 
     def restart_broker() -> None:
-        broker.restart()
+        broker.stop()
+        time.sleep(args.down_s)  # a hub that takes longer to come back than a bare restart
+        broker.start()
         listening.append(time.monotonic())
 
     restart = threading.Thread(target=restart_broker)
@@ -257,6 +277,7 @@ def storm(fleet: Fleet, broker: LocalBroker, args: argparse.Namespace, tag: str,
     settled = fleet.until(lambda: fleet.subscribed == fleet.size, args.storm_timeout_s)
     end = settled or time.monotonic()
     out = {"t0": t0, "down_s": listening[0] - t0, "live_settle_s": end - t0,
+           "broker_cpu_s": cpu_s(pid), "fleet_cpu_s": fleet.cpu_s - fleet_cpu0,
            "broker_cpu_pct": 100 * cpu_s(pid) / max(end - listening[0], 1e-3),
            "fleet_cpu_pct": 100 * (fleet.cpu_s - fleet_cpu0) / (end - t0),
            "rss_mb": rss_mb(pid), "timed_out": settled is None}
@@ -300,12 +321,14 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], int]:
         # 2. connect the fleet
         note(f"{args.nodes} poles in {args.processes} processes: connecting ...")
         fleet = Fleet(specs_for(idents[:-1], args.processes, broker, args))
+        c0, f0 = cpu_s(pid), fleet.cpu_s
         t_go = time.monotonic()
         fleet.tell("go")
         fleet.alerts(args.alert_rate, "connect")
         connected = fleet.until(lambda: fleet.subscribed == fleet.size, args.storm_timeout_s)
         if connected is None:
             note(f"only {fleet.subscribed} of {fleet.size} poles connected")
+        connect_cpu = (cpu_s(pid) - c0, fleet.cpu_s - f0)
 
         # 3. steady state
         fleet.alerts(args.alert_rate, "steady")
@@ -362,7 +385,12 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], int]:
         Row("set-up: certificates issued", f"{len(idents)} in {issue_s:.1f} s",
             f"{issue_s / len(idents) * 1000:.1f} ms each"),
         Row(f"connect: all {args.nodes} connected + subscribed", secs(connect_s),
-            f"{args.processes} processes × {args.nodes // args.processes} poles"),
+            spread(links, t_go) + f"; {args.processes} processes × "
+            f"{args.nodes // args.processes} poles"),
+        Row("connect: CPU per pole connected, broker / poles",
+            f"{connect_cpu[0] / args.nodes * 1000:.2f} / "
+            f"{connect_cpu[1] / args.nodes * 1000:.2f} ms",
+            f"broker {connect_cpu[0]:.1f} s, poles {connect_cpu[1]:.1f} s in all"),
         Row("connect: poles subscribed after", conn_curve),
         Row("steady: alert latency p50 / p99", ms(s_lat), f"1 pole: {ms(o_lat)}",
             ratio(pct(s_lat, 50), pct(o_lat, 50)) + " / " + ratio(pct(s_lat, 99), pct(o_lat, 99))),
@@ -385,6 +413,8 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], int]:
             f"fixed schedule: {secs(f_set)}",
             ratio(j_set, f_set) if j_set and f_set else "", f"≤ {SETTLE_TARGET_S:.0f} s"),
         Row("storm: poles subscribed after restart", curve["jitter"], "fixed: " + curve["fixed"]),
+        Row("storm: first / half back", spread(links, jit["t0"]),
+            "fixed: " + spread(links, fix["t0"])),
     ]
     j_n, j_lat, j_dups, _ = phase("storm jitter")
     f_n, f_lat, f_dups, _ = phase("storm fixed")
@@ -398,6 +428,11 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], int]:
             ratio(jit["broker_cpu_pct"], fix["broker_cpu_pct"])),
         Row("storm: pole processes CPU (restart → settled)", f"{jit['fleet_cpu_pct']:.0f} %",
             f"fixed: {fix['fleet_cpu_pct']:.0f} %"),
+        Row("storm: CPU per pole reconnected, broker / poles",
+            f"{jit['broker_cpu_s'] / args.nodes * 1000:.2f} / "
+            f"{jit['fleet_cpu_s'] / args.nodes * 1000:.2f} ms",
+            f"fixed: {fix['broker_cpu_s'] / args.nodes * 1000:.2f} / "
+            f"{fix['fleet_cpu_s'] / args.nodes * 1000:.2f} ms"),
         Row("storm: broker RSS after", f"{jit['rss_mb']:.0f} MB", f"fixed: {fix['rss_mb']:.0f} MB"),
     ]
     every = [a.id for v in alerts.values() for a in v]
@@ -424,6 +459,8 @@ def main() -> int:
     ap.add_argument("--steady-s", type=float, default=40.0)
     ap.add_argument("--solo-s", type=float, default=15.0, help="one pole alone, the baseline")
     ap.add_argument("--after-s", type=float, default=10.0, help="steady time after each storm")
+    ap.add_argument("--down-s", type=float, default=0.0,
+                    help="keep the broker stopped this long in each restart")
     ap.add_argument("--storm-timeout-s", type=float, default=120.0)
     ap.add_argument("--heartbeat-s", type=float, default=10.0)
     ap.add_argument("--alert-rate", type=float, default=10.0, help="alerts/s, whole fleet")
