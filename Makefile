@@ -8,11 +8,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # mosquitto: broker for the demo and tests; libsystemd-dev + pkg-config + gcc: to build
-# systemd-python; systemd: systemd-analyze for unit checks.
+# systemd-python; systemd: systemd-analyze for unit checks; iproute2 + nftables: network
+# namespaces and packet loss for the uplink fault tests.
 SYSTEM_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config gcc python3-dev \
-                   python3-venv systemd
+                   python3-venv systemd iproute2 nftables
 
-.PHONY: demo test lint bench models sysdeps venv contract clean
+.PHONY: demo test lint bench models sysdeps venv contract clean soak
 
 demo: sysdeps $(STAMP)
 	$(BIN)/edge-demo
@@ -29,6 +30,11 @@ bench: sysdeps $(STAMP)
 
 bench-fleet: sysdeps $(STAMP)
 	$(BIN)/python bench/fleet.py
+
+# The uplink fault scenarios, longer and with a random mix of faults (tests/soak.py); exits
+# non-zero on any lost, duplicated or reordered alert. Not part of `make test`.
+soak: sysdeps $(STAMP)
+	$(BIN)/python -m tests.soak --minutes $${MINUTES:-10} --seed $${SEED:-1}
 
 # Rebuild the detector models from the npm package (downloads TensorFlow into a cache venv).
 models: $(STAMP)
