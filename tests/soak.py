@@ -26,7 +26,7 @@ from tests.integration.test_faults import SCENARIOS, Plan, Row, run, table, writ
 
 
 def plan(rng: random.Random, wait_for_link: bool) -> Plan:
-    return Plan(fault_s=rng.uniform(6, 20), repeats=rng.randint(3, 8),
+    return Plan(fault_s=round(rng.uniform(6, 20), 1), repeats=rng.randint(3, 8),
                 kills=rng.randint(5, 15), seed=rng.randrange(2**31),
                 wait_for_link=wait_for_link)
 
