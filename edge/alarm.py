@@ -86,6 +86,10 @@ class AlarmPath:
         self.events: queue.SimpleQueue[_Delivered | _Acked] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._in_flight: set[int] = set()  # handed to paho, PUBACK not yet seen
+        # Alerts wait here while the link is down and leave in seq order once it is up, so
+        # that a press during a reconnect cannot overtake the calls queued before it.
+        self._send_lock = threading.Lock()
+        self._held: dict[int, bytes] = {}
         self._unsaved: dict[int, Alert] = {}  # raised while the outbox could not be written
         self._unsaved_acks: dict[str, float] = {}  # hub acks for those, by alert id
         self._resend_at: dict[int, tuple[float, float]] = {}  # seq → (due, interval), unacked
@@ -115,9 +119,14 @@ class AlarmPath:
         return alert
 
     def waiting(self) -> bool:
-        """Whether an alert is with the uplink and not yet accepted by the broker."""
+        """Whether an alert is waiting for the link or for the broker's acceptance."""
         with self._lock:
-            return bool(self._in_flight)
+            return bool(self._in_flight or self._held)
+
+    def on_link(self, up: bool) -> None:
+        """From the uplink's network thread once the broker has accepted the connection."""
+        if up:
+            self._flush()
 
     # --- network thread ---
 
@@ -149,6 +158,7 @@ class AlarmPath:
 
     def tick(self) -> None:
         """Periodic work: save alerts the disk refused, re-send, show the LED state."""
+        self._flush()  # held by a press that raced the link coming up
         self._save_unsaved()
         self._resend_unacked()
         self.show_state()
@@ -182,12 +192,27 @@ class AlarmPath:
         with self._lock:
             if seq in self._in_flight:
                 return  # paho already holds it and re-sends it on reconnect
-            self._in_flight.add(seq)
+            self._held[seq] = payload
+        self._flush()
 
+    def _flush(self) -> None:
+        """Hand held alerts to the link, oldest first, if it is up."""
+        with self._send_lock:
+            if not self.link.connected:
+                return
+            with self._lock:
+                ready = sorted(self._held.items())
+                self._held.clear()
+                self._in_flight.update(seq for seq, _ in ready)
+            for seq, payload in ready:
+                self.link.publish(self.topics.alert, payload, qos=1,
+                                  on_done=self._on_done(seq))
+
+    def _on_done(self, seq: int) -> Callable[[bool, str], None]:
         def done(ok: bool, reason: str) -> None:
             self.events.put(_Delivered(seq, ok, reason))
 
-        self.link.publish(self.topics.alert, payload, qos=1, on_done=done)
+        return done
 
     def _handle_delivered(self, ev: _Delivered) -> None:
         with self._lock:
@@ -234,7 +259,8 @@ class AlarmPath:
         for alert in waiting:
             with self._lock:
                 acked_at = self._unsaved_acks.get(alert.id)
-                delivered = alert.seq not in self._in_flight or acked_at is not None
+                delivered = (alert.seq not in self._in_flight and alert.seq not in self._held) \
+                    or acked_at is not None
             try:
                 self.outbox.add(alert, self.topics.alert, acked_at=acked_at,
                                 delivered_at=time.time() if delivered else None)

@@ -234,6 +234,7 @@ class Node:
         self.uplink.publish(topic, build(seq), qos=1)
 
     def _on_link(self, up: bool) -> None:
+        self.alarm.on_link(up)  # alerts first
         if up and self.forwarder is not None:
             self.forwarder.wake()
 
