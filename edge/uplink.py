@@ -112,6 +112,7 @@ class Uplink:
         self._waiting: dict[int, tuple[int, Delivery | None]] = {}
         self._early: dict[int, ReasonCode] = {}
         self.loop_beat = clock.monotonic()  # last time the network loop ran: for health
+        self._link_up_pending = False  # connected; on_link(True) due after this loop pass
 
         c = make_client(client_id, tls)
         c.max_inflight_messages_set(20)
@@ -196,6 +197,13 @@ class Uplink:
             while not self._stop.is_set():
                 rc = self._client.loop(timeout=0.2)
                 self.loop_beat = clock.monotonic()
+                if self._link_up_pending:
+                    # Told only now, after paho has finished with the CONNACK: it re-sends
+                    # what it still held from the lost connection first, so whatever the
+                    # caller sends next queues behind those, not ahead of them.
+                    self._link_up_pending = False
+                    if self._on_link is not None and self.state.connected:
+                        self._on_link(True)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
             if not self._stop.is_set():
@@ -224,8 +232,7 @@ class Uplink:
         self.publish(self._status_topic, self._online(), qos=1, retain=True)
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
-        if self._on_link is not None:
-            self._on_link(True)
+        self._link_up_pending = True
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
