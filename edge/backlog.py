@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Protocol
 
+from edge.alarm import Link
+from edge.durable import open_db
 from edge.telemetry import Counters
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,7 @@ class Backlog:
         self.thinned = 0  # heartbeats dropped to stay in bound, since start
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=0.5, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db = open_db(path, _SCHEMA, synchronous="NORMAL")
             self._count = {k: 0 for k in Klass}
             for klass, n in self._db.execute(
                     "SELECT klass, COUNT(*) FROM messages GROUP BY klass"):
@@ -173,16 +169,6 @@ class Backlog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-class Link(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-    def publish(
-        self, topic: str, payload: bytes, *, qos: int, retain: bool = False,
-        on_done: Callable[[bool, str], None] | None = None,
-    ) -> None: ...
 
 
 class Forwarder:

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.durable import open_db
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (
     id          TEXT PRIMARY KEY,
@@ -37,12 +39,7 @@ class CommandLog:
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=0.5, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db = open_db(path, _SCHEMA, synchronous="FULL")
         except (sqlite3.Error, OSError) as e:
             raise CommandLogError(f"cannot open command log {path}: {e}") from e
 

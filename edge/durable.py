@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
+from typing import Literal
 
 
 def sync_dir(path: Path) -> None:
@@ -13,3 +15,17 @@ def sync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_db(path: Path, schema: str, *, synchronous: Literal["FULL", "NORMAL"],
+            timeout_s: float = 0.5) -> sqlite3.Connection:
+    """An SQLite store in WAL mode, shared between threads (callers hold their own lock).
+
+    FULL: a commit is on the card when it returns (alerts, command ids). NORMAL: it survives
+    the process being killed, and a power cut may lose the last commits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.executescript(schema)
+    return db
