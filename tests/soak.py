@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
                     help="only these (repeatable); default: all")
-    ap.add_argument("--press-while-reconnecting", action="store_true",
-                    help="press on while the node re-connects (hits the known order defect)")
+    ap.add_argument("--wait-for-link", action="store_true",
+                    help="after a fault, press again only once the node is connected")
     args = ap.parse_args(argv)
 
     names = args.scenario or list(SCENARIOS)
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     while time.monotonic() < deadline:
         name = first.pop(0) if first else rng.choice(names)
-        p = plan(rng, not args.press_while_reconnecting)
+        p = plan(rng, args.wait_for_link)
         workdir = Path(tempfile.mkdtemp(prefix="safecity-soak-"))
         try:
             row = run(name, workdir, p)
