@@ -691,6 +691,7 @@ def test_a_press_while_the_link_is_reconnecting_does_not_overtake_alerts_queued_
         settle(s)
         s.pole.stop()
         row = judge("press while reconnecting", s.pole, s.hub, 0.0, all_presses=True)
+    REPORT.append(row)
     assert row.ok, "\n".join(row.problems)
 
 
@@ -714,4 +715,5 @@ def test_alerts_sent_into_a_dead_link_are_not_overtaken_by_alerts_held_after_it_
         settle(s)
         s.pole.stop()
         row = judge("alerts into a dead link", s.pole, s.hub, 0.0, all_presses=True)
+    REPORT.append(row)
     assert row.ok, "\n".join(row.problems)
