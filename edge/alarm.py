@@ -90,7 +90,6 @@ class AlarmPath:
         # that a press during a reconnect cannot overtake the calls queued before it.
         self._send_lock = threading.Lock()
         self._held: dict[int, bytes] = {}
-        self._link_up = False  # told by the uplink once the broker took the connection
         self._unsaved: dict[int, Alert] = {}  # raised while the outbox could not be written
         self._unsaved_acks: dict[str, float] = {}  # hub acks for those, by alert id
         self._resend_at: dict[int, tuple[float, float]] = {}  # seq → (due, interval), unacked
@@ -127,7 +126,6 @@ class AlarmPath:
     def on_link(self, up: bool) -> None:
         """From the uplink's network thread: the link is up (and paho has re-sent what it
         held from the lost connection), or it is down."""
-        self._link_up = up
         if up:
             self._flush()
 
@@ -201,7 +199,7 @@ class AlarmPath:
     def _flush(self) -> None:
         """Hand held alerts to the link, oldest first, if it is up."""
         with self._send_lock:
-            if not (self._link_up and self.link.connected):
+            if not self.link.connected:
                 return
             with self._lock:
                 ready = sorted(self._held.items())

@@ -182,7 +182,6 @@ class Forwarder:
         self._stop = False
         self._in_flight: set[int] = set()
         self._thread: threading.Thread | None = None
-        self.beat = time.monotonic()  # for the node's health check
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
@@ -210,7 +209,6 @@ class Forwarder:
                 stopping = self._stop
             if stopping:
                 return
-            self.beat = time.monotonic()
             try:
                 self._send_some()
             except BacklogError as e:

@@ -112,7 +112,7 @@ class Uplink:
         self._waiting: dict[int, tuple[int, Delivery | None]] = {}
         self._early: dict[int, ReasonCode] = {}
         self.loop_beat = clock.monotonic()  # last time the network loop ran: for health
-        self._link_up_pending = False  # connected; on_link(True) due after this loop pass
+        self._link_up_pending = False  # CONNACK seen; connected after this loop pass
 
         c = make_client(client_id, tls)
         c.max_inflight_messages_set(20)
@@ -198,11 +198,12 @@ class Uplink:
                 rc = self._client.loop(timeout=0.2)
                 self.loop_beat = clock.monotonic()
                 if self._link_up_pending:
-                    # Told only now, after paho has finished with the CONNACK: it re-sends
-                    # what it still held from the lost connection first, so whatever the
-                    # caller sends next queues behind those, not ahead of them.
+                    # Connected only now, after paho has finished with the CONNACK: it
+                    # re-sends what it still held from the lost connection first, so what
+                    # callers send once they see the link up queues behind those.
                     self._link_up_pending = False
-                    if self._on_link is not None and self.state.connected:
+                    self.state.connected = True
+                    if self._on_link is not None:
                         self._on_link(True)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
@@ -225,7 +226,6 @@ class Uplink:
             log.error("broker refused connection: %s", reason)
             return
         self._backoff.reset()
-        self.state.connected = True
         self.state.connects += 1
         self.state.connected_since = clock.now()
         log.info("connected to hub %s:%d", self.hub.host, self.hub.port)
@@ -237,9 +237,10 @@ class Uplink:
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
     ) -> None:
-        if self.state.connected:
+        if self.state.connected or self._link_up_pending:
             self.state.disconnects += 1
             log.warning("lost hub link: %s", reason)
+        self._link_up_pending = False
         self.state.connected = False
         self.state.connected_since = None
         with self._lock:  # unsent QoS 0 packets are dropped by paho and never reported
