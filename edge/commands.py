@@ -333,8 +333,7 @@ class CommandDesk:
 
     def answer(self, reply: ReplyTo, response: Response) -> None:
         """Send an answer, and remember it as the one a duplicate of this id gets."""
-        if response.status != "rejected" or response.id:
-            self._remember(response)
+        self._remember(response)
         self._send(reply, response)
 
     def _remember(self, response: Response) -> None:

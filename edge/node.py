@@ -325,8 +325,9 @@ class Node:
 
     def _check_trial(self) -> None:
         """A config change on trial commits once healthy and connected, or rolls back."""
-        trial = self.commands.trial.current() if self.commands.trial is not None else None
-        if trial is None or self.commands.trial is None:
+        on_trial = self.commands.trial
+        trial = on_trial.current() if on_trial is not None else None
+        if on_trial is None or trial is None:
             return
         reply = ReplyTo(trial.reply_topic,
                         bytes.fromhex(trial.correlation) if trial.correlation else None)
@@ -335,17 +336,17 @@ class Node:
                 self.commands.answer(reply, Response(
                     id=trial.command_id, command="config.set", status="failed",
                     error=f"rolled back to the previous config: {trial.reason}",
-                    config_sha256=sha256_of(self.commands.trial.config)))
-                self.commands.trial.finish()
+                    config_sha256=sha256_of(on_trial.config)))
+                on_trial.finish()
             return
         if not self.unhealthy_reason and self.uplink.connected:
-            self.commands.trial.commit()
+            on_trial.commit()
             self.commands.answer(reply, Response(
                 id=trial.command_id, command="config.set", status="done",
                 config_sha256=trial.sha256))
         elif time.time() > trial.deadline:
             why = self.unhealthy_reason or "not connected to the hub"
-            self.commands.trial.roll_back(f"not healthy within the trial: {why}")
+            on_trial.roll_back(f"not healthy within the trial: {why}")
             self.restart("config change rolled back")
 
     # --- main loop ---

@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 
 from edge.localbroker import LocalBroker, free_port
 from edge.pki import HUB
-from tests.conftest import NODE_ID, NodeProcess, node_config
+from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -194,8 +194,7 @@ def test_telemetry_interval_changes_the_heartbeat_period_for_a_while(
 
 
 def test_config_set_is_applied_and_committed_once_the_node_is_healthy(
-        tmp_path: Path, broker: LocalBroker, start_node: Any, desk: Desk,
-        telemetry: Any) -> None:
+        tmp_path: Path, broker: LocalBroker, start_node: Any, desk: Desk) -> None:
     node: NodeProcess = start_node()
     desk.listening()
     pid = node.proc.pid  # type: ignore[union-attr]
@@ -210,21 +209,12 @@ def test_config_set_is_applied_and_committed_once_the_node_is_healthy(
     assert not node.config.with_name("node.yaml.trial.json").exists()
     assert node.proc.pid == pid and node.proc.poll() is None  # type: ignore[union-attr]
     assert "restarting: config change" in node.log()
-    wait_for(lambda: any(b"moved" in p for t, p in broker_status(broker)), timeout=20,
-             what="the new site in the retained status")
-
-
-def broker_status(broker: LocalBroker) -> list[tuple[str, bytes]]:
-    got: list[tuple[str, bytes]] = []
-    c = broker.client(HUB)
-    c.on_message = lambda _c, _u, m: got.append((m.topic, bytes(m.payload)))
-    c.on_connect = lambda cl, *_: cl.subscribe(f"poles/{NODE_ID}/status", qos=1)
-    c.connect(broker.host, broker.port)
-    c.loop_start()
-    time.sleep(1.0)
-    c.loop_stop()
-    c.disconnect()
-    return got
+    status = Listener(broker, f"poles/{NODE_ID}/status")
+    try:
+        wait_for(lambda: any(p["site"] == "Test pole, moved" for p in status.payloads()),
+                 timeout=20, what="the new site in the retained status")
+    finally:
+        status.close()
 
 
 def test_a_config_that_cuts_the_node_off_is_rolled_back_by_the_node(
