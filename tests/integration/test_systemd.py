@@ -46,6 +46,34 @@ def test_the_unit_declares_what_the_node_relies_on() -> None:
     assert lines["User"] == "edge" and "gpio" in lines["SupplementaryGroups"].split()
 
 
+def test_the_shipped_watchdog_hands_a_hung_systemd_to_the_pi_hardware_watchdog() -> None:
+    import configparser
+
+    conf = configparser.ConfigParser()
+    conf.optionxform = str  # type: ignore[assignment,method-assign]
+    conf.read(ROOT / "systemd" / "system.conf.d" / "10-edge-watchdog.conf")
+    manager = conf["Manager"]
+    for key in ("RuntimeWatchdogSec", "RebootWatchdogSec"):
+        value = manager[key]
+        assert value.endswith("s") and value[:-1].isdigit(), f"{key}={value}"
+        # bcm2835-wdt counts at most 15 s; anything longer is refused by the driver.
+        assert 0 < int(value[:-1]) <= 15, f"{key}={value}"
+    node_watchdog = int(next(line.split("=", 1)[1] for line in UNIT.read_text().splitlines()
+                             if line.startswith("WatchdogSec=")))
+    assert node_watchdog > 0
+
+
+def test_the_unit_may_open_the_serial_adapters_and_nothing_else_of_dev() -> None:
+    allowed = [line.split("=", 1)[1] for line in UNIT.read_text().splitlines()
+               if line.startswith("DeviceAllow=")]
+    assert "DevicePolicy=closed" in UNIT.read_text()
+    assert sorted(allowed) == ["char-gpiochip rw", "char-ttyACM rw", "char-ttyAMA rw",
+                               "char-ttyS rw", "char-ttyUSB rw"]
+    groups = next(line.split("=", 1)[1] for line in UNIT.read_text().splitlines()
+                  if line.startswith("SupplementaryGroups="))
+    assert set(groups.split()) == {"gpio", "dialout"}
+
+
 class NotifySocket:
     def __init__(self, path: Path) -> None:
         self.path = path
