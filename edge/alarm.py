@@ -100,10 +100,11 @@ class AlarmPath:
         """Record an alert durably and send it. Never raises: an alert that cannot be
         written to disk is still sent, kept in memory and written when the disk allows."""
         node = self.cfg.node
+        sync = clock.sync_state()
         alert = Alert(
             id=uuid7(), seq=self.outbox.next_seq(), node=node.id, kind=kind, source=source,
-            time=clock.now(), clock_synced=clock.clock_synced(), site=node.site,
-            location=node.location,
+            time=clock.now(), clock_synced=sync.synced, clock_source=sync.source,
+            clock_offset_s=sync.offset_s, site=node.site, location=node.location,
         )
         try:
             self.outbox.add(alert, self.topics.alert)

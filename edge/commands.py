@@ -279,13 +279,16 @@ class CommandDesk:
             return
         from edge.record.delivery import ClipJob, deliver  # the child imports the video side
 
+        sync = clock.sync_state()
+
         job = ClipJob(
             request_id=request.id, node_id=self.cfg.node.id, camera=request.camera,
             start=request.start.timestamp(), end=request.end.timestamp(),
             upload_url=request.upload_url, manifest_url=request.manifest_url,
             recordings=self.cfg.recording_dir, identity=self.cfg.identity_dir,
             hold_days=self.cfg.recording.retention_days.alert, resumable=request.resumable,
-            segment_s=self.cfg.recording.segment_s,
+            segment_s=self.cfg.recording.segment_s, clock_synced=sync.synced,
+            clock_source=sync.source, clock_offset_s=sync.offset_s,
         )
         with self._lock:
             busy = self._queued >= MAX_QUEUED

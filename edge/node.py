@@ -19,11 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from drivers.gpio import CallButton, DigitalInput, PinSimulator, StatusLed, make_pin_factory
+from drivers.gpio import CallButton, PinSimulator, StatusLed, make_pin_factory
+from drivers.platform import Platform, PlatformReader
 from drivers.platform.watchdog import ServiceNotifier
 from edge import __version__, clock
 from edge.alarm import AlarmPath
 from edge.backlog import Backlog, BacklogError, Forwarder, Klass
+from edge.cabinet import Cabinet
 from edge.commands import CommandDesk
 from edge.config.model import NodeConfig
 from edge.config_trial import sha256_of
@@ -38,7 +40,9 @@ from edge.contract.payloads import (
     OutboxStats,
     Status,
 )
+from edge.contract.pole import Health
 from edge.contract.topics import NodeTopics
+from edge.health import assess, platform_stats
 from edge.outbox import Outbox, OutboxError
 from edge.record.pins import FootagePins
 from edge.telemetry import Counters
@@ -76,7 +80,10 @@ class Node:
         self._stop = threading.Event()
         self.unhealthy_reason = ""
         self._health_period = 5.0  # half the watchdog period when systemd sets one
-        self._next_tick = self._next_health = self._next_beat = 0.0
+        self._next_tick = self._next_health = self._next_beat = self._next_sample = 0.0
+        self.platform_reader = PlatformReader(cfg.data_dir)
+        self.platform: Platform | None = None
+        self.health = Health(state="ok")
 
         self.outbox = Outbox(cfg.data_dir / "outbox.sqlite")
         g, t = cfg.gpio, cfg.timings
@@ -115,14 +122,9 @@ class Node:
         self.button.when_long_pressed = lambda: self.counters.inc("long_presses")
         self.button.when_stuck = self._on_stuck
         self.button.when_released = self._on_release
-        self.inputs = [
-            DigitalInput(i.name, i.pin, pull_up=i.pull_up, debounce_s=t.debounce_ms / 1000,
-                         pin_factory=self.pins)
-            for i in g.inputs
-        ]
-        for spec, device in zip(g.inputs, self.inputs, strict=True):
-            if spec.alert:
-                device.when_activated = self._input_alert(spec.name)
+        self.cabinet = Cabinet(cfg, self.pins, self._input_alert, t.debounce_ms / 1000)
+        if self.cabinet.gps is not None:
+            clock.use_gps(self.cabinet.gps_offset_s)
         self.simulator = (
             PinSimulator(self.pins, str(g.simulator_socket)) if g.simulator_socket else None
         )
@@ -181,6 +183,10 @@ class Node:
 
     def _alert(self, kind: AlertKind, source: str) -> None:
         alert = self.alarm.raise_alert(kind, source)
+        try:  # after the alert is on its way: lights, siren and the PTZ head are second
+            self.cabinet.on_alert(source)
+        except Exception:
+            log.exception("alert %s: switching relays or turning the PTZ head failed", alert.id)
         if self.footage is not None:  # after the alert is on its way: footage is second
             self.footage.alert(alert.id, alert.time.timestamp())
 
@@ -188,11 +194,8 @@ class Node:
         if held_s >= self.cfg.timings.stuck_after_s:
             log.warning("call button released after %.0f s stuck", held_s)
 
-    def _input_alert(self, name: str) -> Callable[[], None]:
-        def fire() -> None:
-            self._alert(AlertKind.INPUT, name)
-
-        return fire
+    def _input_alert(self, name: str, flapping: bool) -> None:
+        self._alert(AlertKind.INPUT_FLAPPING if flapping else AlertKind.INPUT, name)
 
     def _on_ack(self, topic: str, payload: bytes, _reply: ReplyTo) -> None:
         self.alarm.on_ack_message(topic, payload)
@@ -244,6 +247,7 @@ class Node:
         return Status(
             node=self.cfg.node.id, state=state, time=clock.now(),  # type: ignore[arg-type]
             boot=self.boot, version=__version__, site=self.cfg.node.site, reason=reason,
+            health=self.health.state, reasons=self.health.reasons,
         ).to_bytes()
 
     def heartbeat(self) -> Heartbeat:
@@ -263,12 +267,17 @@ class Node:
                            refused_connects=link.refused_connects,
                            refused_publishes=link.refused_publishes,
                            refused_subscriptions=link.refused_subscriptions),
-            inputs={i.name: i.is_active for i in self.inputs},
+            inputs=self.cabinet.input_stats(),
             counters=self.counters.snapshot(),
             cameras=self.vision.stats() if self.vision else {},
             certificate=None if cert is None else CertificateStats(
                 subject=cert.subject, not_after=cert.not_after, days_left=cert.days_left,
                 expiring=cert.expiring),
+            outputs=self.cabinet.output_stats(), ptz=self.cabinet.ptz_stats(),
+            gps=self.cabinet.gps_stats(), sensors=self.cabinet.sensor_stats(),
+            platform=(platform_stats(self.platform, clock.sync_state())
+                      if self.platform is not None else None),
+            health=self.health,
         )
 
     # --- what commands may ask (edge.commands.NodeControl) ---
@@ -361,6 +370,8 @@ class Node:
             reason = "vision supervisor thread died"
         elif self.forwarder is not None and not self.forwarder.alive():
             reason = "forwarder thread died"
+        elif self.cabinet.dead():
+            reason = self.cabinet.dead()
         else:
             try:
                 self.outbox.probe()
@@ -419,6 +430,9 @@ class Node:
             if self.check_health():
                 self.notifier.ping()
             self._check_trial()
+        if now >= self._next_sample:
+            self._next_sample = now + self.cfg.health.sample_s
+            self.sample_health()
         if self._beat_until is not None and now >= self._beat_until:
             self._beat_s, self._beat_until = self.cfg.timings.heartbeat_s, None
             log.info("heartbeat back to every %.0f s", self._beat_s)
@@ -428,6 +442,35 @@ class Node:
             self._forward(Klass.TELEMETRY, self.topics.telemetry, lambda _seq: beat)
             self.outbox.prune(time.time())
             self.commands.prune(time.time())
+
+    def sample_health(self) -> None:
+        """Read the platform, run the fan and heater, and publish a changed verdict."""
+        self.platform = self.platform_reader.read()
+        self.cabinet.regulate(self.platform.soc_temp_c)
+        failures = [self.unhealthy_reason] if self.unhealthy_reason else []
+        health = assess(self.cfg.health, self.platform, clock.sync_state(),
+                        failures=failures, problems=self._problems())
+        if health == self.health:
+            return
+        log.log(logging.INFO if health.state == "ok" else logging.WARNING, "health %s%s",
+                health.state, f": {'; '.join(health.reasons)}" if health.reasons else "")
+        self.health = health
+        if self.uplink.connected:  # else the next connect publishes it
+            self.uplink.publish(self.topics.status, self._status("online"), qos=1, retain=True)
+
+    def _problems(self) -> list[str]:
+        out = self.cabinet.problems()
+        if self.vision is not None:
+            for name, cam in self.vision.stats().items():
+                if not cam.online:
+                    out.append(f"camera {name} offline")
+                rec = cam.recording
+                if rec is not None and rec.state == "failed":
+                    out.append(f"recording {name} failed: {rec.reason}")
+        cert = self.certificate()
+        if cert is not None and cert.expiring:
+            out.append(f"certificate ends in {cert.days_left:.0f} days")
+        return out
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("%s received, stopping", signal.Signals(signum).name)
@@ -459,8 +502,8 @@ class Node:
         if self.simulator is not None:
             self.simulator.close()
         self.button.close()
-        for device in self.inputs:
-            device.close()
+        self.cabinet.close()
+        clock.use_gps(None)
         self.led.close()
         self.outbox.close()
         faulthandler.cancel_dump_traceback_later()

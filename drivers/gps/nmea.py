@@ -108,6 +108,10 @@ class GpsReader:
                 self._attempts, self._last_error,
             )
 
+    def alive(self) -> bool:
+        """Whether the reading thread runs (it ends only on `close`)."""
+        return self._thread.is_alive()
+
     def close(self) -> None:
         """Stop reading and release the port; idempotent."""
         self._stop.set()

@@ -44,10 +44,15 @@ class PatrolState:
     errors: int
     last_error: str | None
     running: bool
+    failing: bool = False  # the latest command to the head failed; it is being retried
 
 
 class Patrol:
     """Runs `tour`, a list of (preset, dwell_s), on `head` in its own thread from creation.
+
+    An empty tour is a head without a patrol: it stays where it is until an alert moves it,
+    and stays there after the pause. All the head's commands are sent from this thread, so a
+    slow or unplugged serial line never holds up the caller of `pause_for`.
 
     `clock` is what dwell times and pauses are measured on; waits are condition waits that
     `pause_for` and `stop` cut short, so nothing waits out a dwell to react.
@@ -62,8 +67,6 @@ class Patrol:
         retry_min_s: float = 0.5,
         retry_max_s: float = 30.0,
     ) -> None:
-        if not tour:
-            raise ValueError("a patrol tour needs at least one (preset, dwell_s) stop")
         for preset, dwell_s in tour:
             _check_preset(preset)
             if not math.isfinite(dwell_s) or dwell_s <= 0:
@@ -82,6 +85,7 @@ class Patrol:
         self._tours_completed = 0
         self._errors = 0
         self._last_error: str | None = None
+        self._failing = False
         self._thread = threading.Thread(target=self._run, name="ptz-patrol", daemon=True)
         self._thread.start()
 
@@ -97,6 +101,7 @@ class Patrol:
                 errors=self._errors,
                 last_error=self._last_error,
                 running=self._thread.is_alive() and not self._stopping,
+                failing=self._failing,
             )
 
     def pause_for(self, preset: int, resume_after_s: float) -> None:
@@ -170,6 +175,9 @@ class Patrol:
                     continue
                 logger.info("patrol: pause at preset %s over, tour resumes", self._alert_preset)
                 self._paused_until = self._alert_preset = None
+            if not self._tour:
+                self._cond.wait()
+                continue
             return self._tour[self._index][0], False
         return None
 
@@ -191,10 +199,13 @@ class Patrol:
             with self._cond:
                 self._errors += 1
                 self._last_error = str(exc)
+                self._failing = True
                 if not self._stopping:
                     self._cond.wait(delay)
             return False
         self._backoff.reset()
+        with self._cond:
+            self._failing = False
         return True
 
 

@@ -12,6 +12,16 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from edge.config.base import Section
+from edge.config.pole import (
+    CALL_BUTTON,
+    ClimateRule,
+    FlapSection,
+    GpsSection,
+    HealthSection,
+    ModbusSection,
+    OutputPin,
+    PtzSection,
+)
 from edge.config.recording import RecordingSection
 from edge.config.vision import CameraSection, DetectorSection, VisionSection
 from edge.contract.payloads import Location, NodeId
@@ -77,8 +87,24 @@ class InputPin(Section):
         description="What the contact is in the field: tamper, door, ..."
     )
     pin: GpioPin
-    pull_up: bool = True
+    pull_up: bool | None = Field(default=True, description="True: the contact closes to "
+                                 "ground against the internal pull-up; null: an external "
+                                 "resistor (say the active level with active_high)")
+    active_high: bool | None = Field(
+        default=None, description="Which level means the condition is present; null: the "
+        "contact closes to active (low with pull_up). true with pull_up: a normally-closed "
+        "contact, active when it opens")
+    role: Literal["tamper", "door", "motion", "on_battery", "battery_low", "other"] = Field(
+        default="other", description="What the input means to the node's health: on_battery "
+        "and battery_low make it degraded while active")
     alert: bool = Field(default=True, description="Raise an alert when the input activates")
+
+    @model_validator(mode="after")
+    def _level_known(self) -> InputPin:
+        if self.pull_up is None and self.active_high is None:
+            raise ValueError(f"input {self.name}: without the internal pull-up (pull_up: null) "
+                             "say which level is active (active_high: true or false)")
+        return self
 
 
 class GpioSection(Section):
@@ -94,22 +120,39 @@ class GpioSection(Section):
     call_button: ButtonPin
     call_led: LedPin
     inputs: list[InputPin] = Field(default_factory=list)
+    flap: FlapSection = Field(default_factory=FlapSection)
+    outputs: list[OutputPin] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _pins_unique(self) -> GpioSection:
         used: dict[int, str] = {}
         named = [("call_button", self.call_button.pin), ("call_led", self.call_led.pin)]
         named += [(f"inputs.{i.name}", i.pin) for i in self.inputs]
+        named += [(f"outputs.{o.name}", o.pin) for o in self.outputs]
         for name, pin in named:
             if pin in used:
                 raise ValueError(f"GPIO {pin} is used by both {used[pin]} and {name}")
             used[pin] = name
-        names = [i.name for i in self.inputs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"input names must be unique, got {names}")
+        for kind, names in (("input", [i.name for i in self.inputs]),
+                            ("output", [o.name for o in self.outputs])):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} names must be unique, got {names}")
+        if CALL_BUTTON in {i.name for i in self.inputs}:
+            raise ValueError(f"an input cannot be named {CALL_BUTTON!r}: that is the button")
+        sources = self.alert_sources
+        for out in self.outputs:
+            unknown = sorted(set(out.on_alert_s) - sources)
+            if unknown:
+                raise ValueError(f"outputs.{out.name}.on_alert_s: no alert source named "
+                                 f"{', '.join(unknown)}; sources are {', '.join(sorted(sources))}")
         if self.simulator_socket is not None and self.pin_factory != "mock":
             raise ValueError("simulator_socket needs pin_factory: mock (it drives simulated pins)")
         return self
+
+    @property
+    def alert_sources(self) -> set[str]:
+        """What can raise an alert: the call button and every input that alerts."""
+        return {CALL_BUTTON} | {i.name for i in self.inputs if i.alert}
 
 
 class TimingSection(Section):
@@ -178,6 +221,11 @@ class NodeConfig(Section):
     recording: RecordingSection = Field(default_factory=RecordingSection)
     commands: CommandsSection = Field(default_factory=CommandsSection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
+    climate: list[ClimateRule] = Field(default_factory=list)
+    ptz: PtzSection | None = None
+    gps: GpsSection | None = None
+    modbus: ModbusSection | None = None
+    health: HealthSection = Field(default_factory=HealthSection)
 
     @property
     def recording_dir(self) -> Path:
@@ -199,4 +247,29 @@ class NodeConfig(Section):
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"camera names must be unique, got {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _pole_refs(self) -> NodeConfig:
+        outputs = {o.name: o for o in self.gpio.outputs}
+        registers = {r.name for r in self.modbus.registers} if self.modbus else set()
+        switched: set[str] = set()
+        for i, rule in enumerate(self.climate):
+            where = f"climate[{i}]"
+            if rule.output not in outputs:
+                raise ValueError(f"{where}.output: no gpio output named {rule.output!r}")
+            if rule.output in switched:
+                raise ValueError(f"{where}.output: {rule.output!r} already has a climate rule")
+            if outputs[rule.output].on_alert_s:
+                raise ValueError(f"{where}.output: {rule.output!r} is switched by alerts "
+                                 "(on_alert_s); a fan or heater needs a relay of its own")
+            if rule.sensor != "soc" and rule.sensor not in registers:
+                raise ValueError(f"{where}.sensor: {rule.sensor!r} is neither 'soc' nor a "
+                                 "modbus register")
+            switched.add(rule.output)
+        if self.ptz is not None:
+            unknown = sorted(set(self.ptz.alert_presets) - self.gpio.alert_sources)
+            if unknown:
+                raise ValueError(f"ptz.alert_presets: no alert source named "
+                                 f"{', '.join(unknown)}")
         return self

@@ -12,6 +12,18 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from edge.contract.pole import (
+    ClockSource,
+    GpsStats,
+    Health,
+    HealthState,
+    InputStats,
+    OutputStats,
+    PlatformStats,
+    PtzStats,
+    SensorStats,
+)
+
 NodeId = Annotated[
     str,
     Field(
@@ -55,12 +67,16 @@ class Status(Message):
     version: str
     site: str
     reason: str = Field(default="", description="Why offline: 'shutdown' or 'connection lost'")
+    health: HealthState = Field(default="ok", description="The node's own verdict; updated "
+                                "when it changes")
+    reasons: list[str] = Field(default_factory=list, description="Why degraded or failed")
 
 
 class AlertKind(StrEnum):
     CALL = "call"  # a citizen pressed the call-police button
     BUTTON_STUCK = "button_stuck"  # the call button is held down far too long: jammed or taped
     INPUT = "input"  # a cabinet contact (tamper, door, ...) activated
+    INPUT_FLAPPING = "input_flapping"  # it changes too often; its alerts are held back
 
 
 class Alert(Message):
@@ -74,6 +90,12 @@ class Alert(Message):
     source: str = Field(description="What raised it: 'call_button' or an input's name")
     time: AwareDatetime = Field(description="When it happened, by the node's clock (UTC)")
     clock_synced: bool = Field(description="Whether the node's clock was synchronised then")
+    clock_source: ClockSource = Field(
+        default="none", description="What vouched for the time: ntp (the kernel is "
+        "synchronised), gps (the node's clock agreed with the GPS receiver), none")
+    clock_offset_s: float | None = Field(
+        default=None, description="GPS time minus the node's clock when raised, if a receiver "
+        "reported one: true time = time + clock_offset_s")
     site: str
     location: Location
 
@@ -171,7 +193,7 @@ class Heartbeat(Message):
     uptime_s: float
     outbox: OutboxStats
     link: LinkStats
-    inputs: dict[str, bool] = Field(description="Current state of each cabinet input")
+    inputs: dict[str, InputStats] = Field(description="Each cabinet input: state, changes")
     counters: dict[str, int] = Field(
         description="Counts since start: presses, malformed messages, publish errors, ..."
     )
@@ -180,6 +202,13 @@ class Heartbeat(Message):
     )
     certificate: CertificateStats | None = Field(
         default=None, description="The node's TLS client certificate; None without TLS")
+    outputs: dict[str, OutputStats] = Field(default_factory=dict, description="Each relay")
+    ptz: PtzStats | None = Field(default=None, description="The PTZ head; None: none fitted")
+    gps: GpsStats | None = Field(default=None, description="None: no receiver fitted")
+    sensors: dict[str, SensorStats] = Field(
+        default_factory=dict, description="Each Modbus register by name, with its unit")
+    platform: PlatformStats | None = Field(default=None, description="SoC, disk, clock, load")
+    health: Health = Field(default_factory=lambda: Health(state="ok"))
 
 
 class EventPhase(StrEnum):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from edge.clock import clock_synced
+from edge.clock import sync_state
 from edge.config import ConfigError, NodeConfig, load_config
 from edge.record.clips import Clip, ClipError, export_clip, utc_iso
 from edge.record.index import INDEX_FILE, Category, RecordingIndexError, SegmentIndex
@@ -105,8 +105,10 @@ def _export(args: argparse.Namespace) -> int:
         clip = export_clip(index, args.camera, start, end, out)
     finally:
         index.close()
-    manifest = build_manifest(clip, node_id=cfg.node.id, key=key,
-                              clock_synced=clock_synced(), created=time.time())
+    sync = sync_state()
+    manifest = build_manifest(clip, node_id=cfg.node.id, key=key, clock_synced=sync.synced,
+                              clock_source=sync.source, clock_offset_s=sync.offset_s,
+                              created=time.time())
     mpath = manifest_path(out)
     try:
         write_manifest(manifest, mpath)

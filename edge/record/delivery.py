@@ -46,6 +46,10 @@ class ClipJob:
     hold_days: float  # how long the segments behind the clip are pinned
     resumable: bool = False  # the upload URL takes resumable PUTs
     segment_s: float = 10.0  # the recorder's segment length: how late the newest footage is
+    # The main process's clock state (it alone hears the GPS receiver), as of the request.
+    clock_synced: bool = False
+    clock_source: str = "none"
+    clock_offset_s: float | None = None
 
 
 def wait_for_footage(index: SegmentIndex, job: ClipJob, *,
@@ -82,7 +86,9 @@ def deliver(job: ClipJob) -> dict[str, Any]:
         wait_for_footage(index, job)
         clip = export_clip(index, job.camera, job.start, job.end, out)
         manifest = build_manifest(clip, node_id=job.node_id, key=evidence_key(job.identity),
-                                  clock_synced=clock.clock_synced(), created=now)
+                                  clock_synced=job.clock_synced or clock.clock_synced(),
+                                  clock_source=job.clock_source,
+                                  clock_offset_s=job.clock_offset_s, created=now)
         write_manifest(manifest, manifest_path)
         sent = upload(clip.path, job.upload_url, content_type="video/mp4",
                       resumable=job.resumable)

@@ -59,8 +59,10 @@ def manifest_path(clip_path: Path) -> Path:
 
 
 def build_manifest(clip: Clip, *, node_id: str, key: Ed25519PrivateKey, clock_synced: bool,
-                   created: float) -> dict[str, Any]:
-    """The signed manifest of an exported clip."""
+                   created: float, clock_source: str = "none",
+                   clock_offset_s: float | None = None) -> dict[str, Any]:
+    """The signed manifest of an exported clip; the clock fields are `edge.clock.SyncState`'s
+    (what vouched for the node's time, and GPS time minus it where a receiver reported one)."""
     chain = bytes(32)
     segments = []
     for part in clip.parts:
@@ -78,7 +80,8 @@ def build_manifest(clip: Clip, *, node_id: str, key: Ed25519PrivateKey, clock_sy
         "gaps": [_window(a, b) for a, b in clip.gaps],
         "clip": {"file": clip.path.name, "bytes": clip.bytes, "sha256": clip.sha256,
                  "packets": sum(p.packets for p in clip.parts)},
-        "clock_synced": clock_synced,
+        "clock_synced": clock_synced, "clock_source": clock_source,
+        "clock_offset_s": clock_offset_s,
         "created": utc_iso(created), "created_unix": round(created, 6),
         "key_fingerprint": fingerprint(key.public_key()), "signature_algorithm": "Ed25519",
         "segments": segments, "chain": chain.hex(),

@@ -22,6 +22,7 @@ from edge.contract.payloads import (
     OutboxStats,
     Status,
 )
+from edge.contract.pole import InputStats
 from edge.contract.topics import NodeTopics
 from edge.hub import state as hub_state
 from edge.hub.state import GARBAGE_KEPT, HubEvent, HubState, duration, percentile
@@ -176,7 +177,8 @@ def test_status_and_heartbeat_describe_the_node() -> None:
     s.receive(POLE.status, status.to_bytes(), at(5))
     hb = Heartbeat(
         node="pole-1", time=T0, uptime_s=12.5, outbox=OutboxStats(pending=2, unacked=1),
-        link=LinkStats(connects=3, disconnects=2, connected_since=T0), inputs={"door": False},
+        link=LinkStats(connects=3, disconnects=2, connected_since=T0),
+        inputs={"door": InputStats(active=False, changes=0)},
         counters={"presses": 1},
     )
     s.receive(POLE.telemetry, hb.to_bytes(), at(7))
