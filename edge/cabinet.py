@@ -102,6 +102,7 @@ class Cabinet:
                  debounce_s: float) -> None:
         self.cfg = cfg
         self._on_alert = on_alert
+        self._started = clock.monotonic()
         g = cfg.gpio
         self.inputs: list[DigitalInput] = []
         self.relays: dict[str, Relay] = {}
@@ -263,8 +264,10 @@ class Cabinet:
             s = self.patrol.state
             if s.failing:
                 out.append(f"PTZ head: {s.last_error}")
-        if self.gps is not None and self.gps.state in ("offline", "silent"):
-            out.append(f"GPS {self.gps.state}")
+        gps = self.cfg.gps
+        if (self.gps is not None and gps is not None and self.gps.state in ("offline", "silent")
+                and clock.monotonic() - self._started > gps.stale_after_s):
+            out.append(f"GPS {self.gps.state}")  # not before its first sentences could come
         if self.sensors is not None and self.cfg.modbus is not None:
             stats = self.sensors.stats()
             for reg in self.cfg.modbus.registers:

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # pymodbus logs every frame at DEBUG; the bus driver counts and reports failures itself.
+    logging.getLogger("pymodbus").setLevel(max(logging.INFO, logging.getLogger().level))
     code: int = args.func(args)
     return code
 
