@@ -25,12 +25,13 @@ from drivers.modbus import Register, SensorBus
 from drivers.ptz import Patrol, PtzHead
 from edge import clock
 from edge.config.model import NodeConfig
+from edge.contract.payloads import AlertKind
 from edge.contract.pole import GpsStats, InputStats, OutputStats, PtzStats, SensorStats
 
 log = logging.getLogger(__name__)
 
-# Alert raised for an input (its name) or for an input that started flapping.
-AlertFn = Callable[[str, bool], None]
+# What the cabinet asks the alarm path to raise: (kind, source).
+AlertFn = Callable[[AlertKind, str], None]
 
 
 @dataclass
@@ -119,7 +120,9 @@ class Cabinet:
                     flap_window_s=g.flap.window_s, pin_factory=pins)
                 device.when_flapping = self._flapping_handler(spec.name, spec.alert)
                 if spec.alert:
-                    device.when_activated = self._alert_handler(spec.name)
+                    device.when_activated = self._alert_handler(AlertKind.INPUT, spec.name)
+                    device.when_deactivated = self._alert_handler(AlertKind.INPUT_RESTORED,
+                                                                  spec.name)
                 self.inputs.append(device)
             for out in g.outputs:
                 self.relays[out.name] = Relay(out.name, out.pin, active_high=out.active_high,
@@ -163,8 +166,8 @@ class Cabinet:
             log.info("PTZ head to preset %d for %s, tour resumes in %.0f s", preset, source,
                      p.resume_after_s)
 
-    def _alert_handler(self, name: str) -> Callable[[], None]:
-        return lambda: self._on_alert(name, False)
+    def _alert_handler(self, kind: AlertKind, name: str) -> Callable[[], None]:
+        return lambda: self._on_alert(kind, name)
 
     def _flapping_handler(self, name: str, alerts: bool) -> Callable[[bool], None]:
         def flapping(on: bool) -> None:
@@ -173,7 +176,7 @@ class Cabinet:
                             "are held back until it is quiet", name,
                             self.cfg.gpio.flap.max_changes, self.cfg.gpio.flap.window_s)
                 if alerts:
-                    self._on_alert(name, True)
+                    self._on_alert(AlertKind.INPUT_FLAPPING, name)
             else:
                 log.info("input %s is quiet again", name)
 

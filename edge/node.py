@@ -122,7 +122,7 @@ class Node:
         self.button.when_long_pressed = lambda: self.counters.inc("long_presses")
         self.button.when_stuck = self._on_stuck
         self.button.when_released = self._on_release
-        self.cabinet = Cabinet(cfg, self.pins, self._input_alert, t.debounce_ms / 1000)
+        self.cabinet = Cabinet(cfg, self.pins, self._alert, t.debounce_ms / 1000)
         if self.cabinet.gps is not None:
             clock.use_gps(self.cabinet.gps_offset_s)
         self.simulator = (
@@ -183,6 +183,8 @@ class Node:
 
     def _alert(self, kind: AlertKind, source: str) -> None:
         alert = self.alarm.raise_alert(kind, source)
+        if kind in (AlertKind.INPUT_RESTORED, AlertKind.INPUT_FLAPPING):
+            return  # news for the hub; no lights, no PTZ, no footage pinned
         try:  # after the alert is on its way: lights, siren and the PTZ head are second
             self.cabinet.on_alert(source)
         except Exception:
@@ -194,8 +196,6 @@ class Node:
         if held_s >= self.cfg.timings.stuck_after_s:
             log.warning("call button released after %.0f s stuck", held_s)
 
-    def _input_alert(self, name: str, flapping: bool) -> None:
-        self._alert(AlertKind.INPUT_FLAPPING if flapping else AlertKind.INPUT, name)
 
     def _on_ack(self, topic: str, payload: bytes, _reply: ReplyTo) -> None:
         self.alarm.on_ack_message(topic, payload)

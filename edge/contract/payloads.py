@@ -76,6 +76,7 @@ class AlertKind(StrEnum):
     CALL = "call"  # a citizen pressed the call-police button
     BUTTON_STUCK = "button_stuck"  # the call button is held down far too long: jammed or taped
     INPUT = "input"  # a cabinet contact (tamper, door, ...) activated
+    INPUT_RESTORED = "input_restored"  # that contact is back to normal (door shut, mains back)
     INPUT_FLAPPING = "input_flapping"  # it changes too often; its alerts are held back
 
 
