@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -230,21 +231,30 @@ def test_garbage_on_the_nodes_topics_is_logged_counted_and_harmless(
     assert node.proc is not None and node.proc.poll() is None
 
 
-def test_a_cabinet_tamper_contact_raises_an_input_alert(
+def test_a_cabinet_tamper_contact_raises_an_input_alert_and_its_restoral(
     broker: LocalBroker, start_hub: Callable[..., HubConsole],
     start_node: Callable[..., NodeProcess], telemetry: Listener,
 ) -> None:
     hub = start_hub()
     node = start_node()
     wait_for(lambda: online(hub), what="the node's online status")
+
+    def tamper() -> dict[str, Any]:
+        beats = telemetry.payloads()
+        return beats[-1]["inputs"]["tamper"] if beats else {}
+
     node.pins.drive(TAMPER, 0)  # the cabinet door switch opens (pulled-up input goes low)
     [alert] = wait_for(lambda: alerts(hub), what="the tamper alert")
     assert (alert.kind, alert.source) == ("input", "tamper")
-    wait_for(lambda: telemetry.payloads() and telemetry.payloads()[-1]["inputs"]["tamper"],
-             what="tamper active in telemetry")
+    wait_for(lambda: tamper().get("active"), what="tamper active in telemetry")
     node.pins.drive(TAMPER, 1)
-    wait_for(lambda: not telemetry.payloads()[-1]["inputs"]["tamper"], what="tamper cleared")
-    wait_for(lambda: alerts(hub)[0].acked, what="the ack")
+    wait_for(lambda: tamper().get("active") is False, what="tamper cleared")
+    assert tamper()["changes"] == 2 and not tamper()["flapping"]
+    tripped, restored = wait_for(lambda: len(alerts(hub)) == 2 and all(a.acked for a in
+                                 alerts(hub)) and sorted(alerts(hub), key=lambda a: a.seq),
+                                 what="both alerts acked")
+    assert (restored.kind, restored.source) == ("input_restored", "tamper")
+    assert tripped.seq < restored.seq
     # a tamper alert is not a citizen's call: the call LED stays dark
     assert not any(led_samples(node, 0.5))
 
