@@ -167,6 +167,17 @@ def test_a_flipped_byte_in_the_sample_sizes_fails(clip: Clip, key: Ed25519Privat
     assert not verdict.ok
 
 
+def test_the_clock_state_a_gps_receiver_gave_is_signed_with_the_clip(
+        clip: Clip, key: Ed25519PrivateKey) -> None:
+    manifest = build_manifest(clip, node_id="pole-0042", key=key, clock_synced=True,
+                              clock_source="gps", clock_offset_s=-0.21, created=CREATED)
+    assert verify(clip.path, manifest, key.public_key()).ok
+    assert (manifest["clock_source"], manifest["clock_offset_s"]) == ("gps", -0.21)
+    moved = {**manifest, "clock_offset_s": 3600.0}  # someone "corrects" the node's time
+    verdict = verify(clip.path, moved, key.public_key())
+    assert not verdict.ok and "signature" in verdict.problem
+
+
 @pytest.mark.parametrize("change", ["a time", "a segment hash", "a packet hash", "the node"])
 def test_a_changed_manifest_fails_its_signature(
         clip: Clip, key: Ed25519PrivateKey, tmp_path: Path, change: str) -> None:
