@@ -260,27 +260,31 @@ class Cabinet:
                 out.append(f"on battery ({i.name})")
             elif i.is_active and roles[i.name] == "battery_low":
                 out.append(f"battery low ({i.name})")
-        for name, (thermostat, _sensor) in self.thermostats.items():
+        # Reasons hold no measured values (those are in telemetry): a verdict that changed
+        # with every reading would re-publish the retained status at every sample.
+        for name, (thermostat, sensor) in self.thermostats.items():
             if thermostat.reason:
-                out.append(f"{name}: {thermostat.reason}")
-        if self.patrol is not None:
-            s = self.patrol.state
-            if s.failing:
-                out.append(f"PTZ head: {s.last_error}")
+                out.append(f"{name}: no reading from {sensor}, fail-safe "
+                           f"{'on' if thermostat.on else 'off'}")
+        if self.patrol is not None and self.head is not None and self.patrol.state.failing:
+            out.append(f"PTZ head {self.head.address} not answering on {self.head.port}")
         gps = self.cfg.gps
         if (self.gps is not None and gps is not None and self.gps.state in ("offline", "silent")
                 and clock.monotonic() - self._started > gps.stale_after_s):
             out.append(f"GPS {self.gps.state}")  # not before its first sentences could come
         if self.sensors is not None and self.cfg.modbus is not None:
+            polled = self.sensors.polls > 0  # read first: the stats are then of a whole poll
             stats = self.sensors.stats()
             for reg in self.cfg.modbus.registers:
                 st = stats[reg.name]
-                if not st.ok and self.sensors.polls:
-                    out.append(f"sensor {reg.name}: {st.error or 'no reading'}")
+                unit = f" {reg.unit}" if reg.unit else ""
+                if not st.ok and polled:
+                    kind = (st.error or "no reading").split(":", 1)[0]
+                    out.append(f"sensor {reg.name} not read ({kind})")
                 elif st.value is not None and reg.low is not None and st.value < reg.low:
-                    out.append(f"{reg.name} {st.value:g} {reg.unit} below {reg.low:g}".strip())
+                    out.append(f"{reg.name} below {reg.low:g}{unit}")
                 elif st.value is not None and reg.high is not None and st.value > reg.high:
-                    out.append(f"{reg.name} {st.value:g} {reg.unit} above {reg.high:g}")
+                    out.append(f"{reg.name} above {reg.high:g}{unit}")
         return out
 
     def dead(self) -> str:

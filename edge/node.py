@@ -466,10 +466,10 @@ class Node:
                     out.append(f"camera {name} offline")
                 rec = cam.recording
                 if rec is not None and rec.state == "failed":
-                    out.append(f"recording {name} failed: {rec.reason}")
+                    out.append(f"recording {name} failed")  # why: in telemetry
         cert = self.certificate()
         if cert is not None and cert.expiring:
-            out.append(f"certificate ends in {cert.days_left:.0f} days")
+            out.append(f"certificate ends {cert.not_after.date()}")
         return out
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:

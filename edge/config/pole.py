@@ -18,6 +18,7 @@ Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Seconds = Annotated[float, Field(gt=0, le=86400)]
 Baud = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
 Preset = Annotated[int, Field(ge=1, le=255, description="Pelco-D preset number")]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 # What the call button is called as an alert source; inputs use their own names.
 CALL_BUTTON = "call_button"
@@ -50,8 +51,8 @@ class ClimateRule(Section):
     output: Name = Field(description="The relay (gpio.outputs) it switches")
     mode: Literal["cool", "heat"] = Field(description="cool: a fan, on above on_at_c; "
                                           "heat: a heater, on below on_at_c")
-    on_at_c: float
-    off_at_c: float
+    on_at_c: Finite
+    off_at_c: Finite
     sensor: Name = Field(default="soc", description="'soc' for the SoC's temperature, or a "
                          "Modbus register's name (cabinet temperature)")
     stale_after_s: Seconds = Field(default=120.0, description="Without a reading this long: "
@@ -109,14 +110,21 @@ class RegisterSpec(Section):
     kind: Literal["holding", "input"] = "input"
     address: Annotated[int, Field(ge=0, le=65535)]
     type: Literal["int16", "uint16", "int32", "uint32", "float32"] = "uint16"
-    scale: float = Field(default=1.0, description="Raw × scale = value in unit (0.1 for "
-                         "tenths of a degree)")
+    scale: Finite = Field(default=1.0, description="Raw × scale = value in unit (0.1 for "
+                          "tenths of a degree)")
     unit: str = Field(default="", max_length=16)
     word_order: Literal["big", "little"] = "big"
-    low: float | None = Field(default=None, description="Below this the node reports "
-                              "itself degraded")
-    high: float | None = Field(default=None, description="Above this the node reports "
+    low: Finite | None = Field(default=None, description="Below this the node reports "
                                "itself degraded")
+    high: Finite | None = Field(default=None, description="Above this the node reports "
+                                "itself degraded")
+
+    @model_validator(mode="after")
+    def _range(self) -> RegisterSpec:
+        if self.low is not None and self.high is not None and self.low >= self.high:
+            raise ValueError(f"register {self.name}: low ({self.low:g}) must be below high "
+                             f"({self.high:g})")
+        return self
 
 
 class ModbusSection(Section):

@@ -294,3 +294,17 @@ def test_a_modbus_bus_without_registers_is_an_error() -> None:
 ], ids=["soc", "disk", "wear"])
 def test_health_thresholds_out_of_order_name_both(health: str, expected: str) -> None:
     assert problems(GOOD + f"health: {health}\n") == [expected]
+
+
+def test_an_infinite_threshold_is_refused_before_the_node_starts() -> None:
+    text = POLE + "climate:\n  - {output: cabinet_fan, mode: cool, on_at_c: .inf, off_at_c: 34}\n"
+    found = problems(text)
+    assert len(found) == 1 and found[0].startswith("climate.0.on_at_c: "), found
+
+
+def test_a_register_whose_low_is_above_its_high_is_an_error() -> None:
+    text = POLE + MODBUS + ("    - {name: ups_battery, slave: 2, address: 0, low: 50, "
+                            "high: 10}\n")
+    found = problems(text)
+    assert len(found) == 1 and found[0].endswith(
+        "register ups_battery: low (50) must be below high (10)"), found
