@@ -1,7 +1,8 @@
 """What the hub knows about its poles, built only from the messages it receives.
 
-HubState parses node messages with the contract models, keeps each node's last status and
-heartbeat (with its cameras' stats), drops duplicate alerts by id, counts sequence gaps
+HubState parses node messages with the contract models, keeps each node's last status (with
+its health verdict) and heartbeat (with its cameras' stats and its pole hardware: inputs,
+relays, PTZ head, GPS, sensors), drops duplicate alerts by id, counts sequence gaps
 (possible loss) and garbage, and says which alerts need an ack. It also keeps, per node, the
 objects the vision pipeline tracked (ObjectRecord: one per event id, built from its
 new → update → end messages), and hands the poles' answers to the hub's commands to the
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from edge.contract import topics
 from edge.contract.commands import Response
 from edge.contract.payloads import Alert, CameraStats, Event, EventPhase, Heartbeat, Status
+from edge.contract.pole import GpsStats, InputStats, OutputStats, PtzStats, SensorStats
 from edge.hub.clips import ClipBook
 
 GARBAGE_KEPT = 5  # the last few malformed messages are kept for display
@@ -83,6 +85,29 @@ def _union(kept: tuple[str, ...], *more: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class PoleHardware:
+    """A pole's devices beyond the call button, as in its last heartbeat. Replaced whole by
+    the next heartbeat, never changed in place."""
+
+    inputs: dict[str, InputStats]
+    outputs: dict[str, OutputStats]
+    ptz: PtzStats | None
+    gps: GpsStats | None
+    sensors: dict[str, SensorStats]
+
+    @classmethod
+    def of(cls, hb: Heartbeat) -> PoleHardware | None:
+        """None for a pole that reports no such device (an alarm-only pole)."""
+        if not (hb.inputs or hb.outputs or hb.ptz or hb.gps or hb.sensors):
+            return None
+        return cls(dict(hb.inputs), dict(hb.outputs), hb.ptz, hb.gps, dict(hb.sensors))
+
+    def copy(self) -> PoleHardware:
+        return replace(self, inputs=dict(self.inputs), outputs=dict(self.outputs),
+                       sensors=dict(self.sensors))
+
+
 @dataclass
 class NodeView:
     """One pole as the hub sees it."""
@@ -102,6 +127,9 @@ class NodeView:
     link_disconnects: int | None = None
     seq_missing: int = 0  # seqs never seen between the lowest and highest seen
     cameras: dict[str, CameraStats] = field(default_factory=dict)  # as in its last heartbeat
+    health: str = "ok"  # the node's own verdict, from its status: ok, degraded or failed
+    reasons: tuple[str, ...] = ()  # why degraded or failed
+    hardware: PoleHardware | None = None  # as in its last heartbeat
 
 
 @dataclass
@@ -324,6 +352,7 @@ class HubState:
             node.link_disconnects = msg.link.disconnects
             # replaced, not merged: a heartbeat lists every camera the pole runs now
             node.cameras = dict(msg.cameras)
+            node.hardware = PoleHardware.of(msg)
             return []
         if isinstance(msg, Event):
             self._on_event(msg, at, events)
@@ -334,12 +363,21 @@ class HubState:
     def _on_status(
         self, node: NodeView, msg: Status, at: datetime, events: list[HubEvent]
     ) -> None:
+        was = (node.state, node.health, node.reasons)
         node.state, node.reason, node.since = msg.state, msg.reason, msg.time
         node.version, node.site, node.boot = msg.version, msg.site, msg.boot
+        node.health, node.reasons = msg.health, tuple(msg.reasons)
+        verdict = msg.health + (f": {'; '.join(msg.reasons)}" if msg.reasons else "")
+        if was[0] == msg.state == "online" and was[1:] != (node.health, node.reasons):
+            # the node republishes its status when its verdict changes: say only that
+            events.append(HubEvent(at, "health", _cut(f"{node.node_id} {verdict}"),
+                                   node.node_id))
+            return
         why = f" ({msg.reason})" if msg.reason else ""
+        health = f", {verdict}" if msg.state == "online" and verdict != "ok" else ""
         events.append(HubEvent(
-            at, "status", f"{node.node_id} {msg.state}{why}, {msg.version} at {msg.site}",
-            node.node_id,
+            at, "status", _cut(f"{node.node_id} {msg.state}{why}{health}, {msg.version} at "
+                               f"{msg.site}"), node.node_id,
         ))
 
     def _on_alert(self, node: NodeView, msg: Alert, at: datetime, events: list[HubEvent]) -> None:
@@ -439,7 +477,9 @@ class HubState:
 
     def nodes(self) -> list[NodeView]:
         with self._lock:
-            return [replace(n, cameras=dict(n.cameras)) for _, n in sorted(self._nodes.items())]
+            return [replace(n, cameras=dict(n.cameras),
+                            hardware=n.hardware.copy() if n.hardware else None)
+                    for _, n in sorted(self._nodes.items())]
 
     def alerts(self, limit: int | None = None) -> list[AlertRecord]:
         """Newest first (by arrival at the hub)."""

@@ -1,11 +1,13 @@
 """What the hub knows, from the messages it receives: alerts once however often they come,
 acks for every copy, gaps in a pole's sequence, garbage counted but never fatal, and the
-objects a pole's cameras tracked, told once per change however often a message arrives."""
+objects a pole's cameras tracked, told once per change however often a message arrives;
+each pole's health verdict and the hardware in its last heartbeat."""
 
 from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pytest
 
@@ -22,7 +24,7 @@ from edge.contract.payloads import (
     OutboxStats,
     Status,
 )
-from edge.contract.pole import InputStats
+from edge.contract.pole import InputStats, OutputStats, PtzStats, SensorStats
 from edge.contract.topics import NodeTopics
 from edge.hub import state as hub_state
 from edge.hub.state import GARBAGE_KEPT, HubEvent, HubState, duration, percentile
@@ -548,3 +550,69 @@ def test_a_heartbeat_from_an_alarm_only_pole_has_no_cameras() -> None:
 def test_duration_reads_like_a_person_would_say_it() -> None:
     assert [duration(x) for x in (-3, 0, 59.9, 60, 95, 3599, 3600, 3720)] == [
         "0s", "0s", "59s", "1m00s", "1m35s", "59m59s", "1h00m", "1h02m"]
+
+
+def pole_heartbeat(*, on_battery: bool = False,
+                   ptz_mode: Literal["patrol", "alert"] = "patrol") -> Heartbeat:
+    return Heartbeat(
+        node="pole-1", time=T0, uptime_s=60, outbox=OutboxStats(pending=0, unacked=0),
+        link=LinkStats(connects=1, disconnects=0, connected_since=T0), counters={},
+        inputs={"door": InputStats(active=False, changes=1),
+                "ups_on_battery": InputStats(active=on_battery, changes=int(on_battery))},
+        outputs={"floodlight": OutputStats(on=True, activations=1, off_in_s=5.0)},
+        ptz=PtzStats(mode=ptz_mode, preset=10 if ptz_mode == "alert" else 2, frames_sent=9,
+                     errors=0),
+        sensors={"cabinet_temperature": SensorStats(value=21.5, unit="°C", ok=True)},
+    )
+
+
+def test_the_hub_keeps_the_hardware_of_each_poles_last_heartbeat() -> None:
+    s = HubState()
+    s.receive(POLE.telemetry, pole_heartbeat().to_bytes(), T0)
+    hw = s.nodes()[0].hardware
+    assert hw is not None
+    assert hw.inputs["door"] == InputStats(active=False, changes=1)
+    assert hw.outputs["floodlight"].off_in_s == 5.0
+    assert hw.ptz is not None and (hw.ptz.mode, hw.ptz.preset) == ("patrol", 2)
+    assert hw.sensors["cabinet_temperature"].value == 21.5 and hw.gps is None
+
+    # a call turned the head and the mains failed: the next heartbeat replaces it all
+    s.receive(POLE.telemetry, pole_heartbeat(on_battery=True, ptz_mode="alert").to_bytes(), T0)
+    hw = s.nodes()[0].hardware
+    assert hw is not None and hw.inputs["ups_on_battery"].active
+    assert hw.ptz is not None and (hw.ptz.mode, hw.ptz.preset) == ("alert", 10)
+
+    # readers get copies: changing one changes nothing at the hub
+    hw.inputs.clear()
+    again = s.nodes()[0].hardware
+    assert again is not None and again.inputs
+
+
+def test_an_alarm_only_pole_has_no_hardware_to_show() -> None:
+    s = HubState()
+    s.receive(POLE.telemetry, make_heartbeat({}).to_bytes(), T0)
+    assert s.nodes()[0].hardware is None
+
+
+def test_a_change_of_health_is_told_as_one_health_line_and_kept_with_its_reasons() -> None:
+    seen: list[HubEvent] = []
+    s = HubState(on_event=seen.append)
+    status = Status(node="pole-1", state="online", time=T0, boot="b1", version="1.2.0",
+                    site="Main St 1", health="degraded", reasons=["clock not synchronised"])
+    s.receive(POLE.status, status.to_bytes(), at(1))
+    on_battery = status.model_copy(update={"reasons": ["on battery (ups_on_battery)"]})
+    s.receive(POLE.status, on_battery.to_bytes(), at(2))
+    node = s.nodes()[0]
+    assert (node.health, node.reasons) == ("degraded", ("on battery (ups_on_battery)",))
+    s.receive(POLE.status, status.model_copy(update={"health": "ok", "reasons": []}).to_bytes(),
+              at(3))
+    s.receive(POLE.status, status.model_copy(update={"state": "offline",
+                                                     "reason": "shutdown"}).to_bytes(), at(4))
+
+    assert [(e.kind, e.text) for e in seen] == [
+        ("status", "pole-1 online, degraded: clock not synchronised, 1.2.0 at Main St 1"),
+        ("health", "pole-1 degraded: on battery (ups_on_battery)"),
+        ("health", "pole-1 ok"),
+        ("status", "pole-1 offline (shutdown), 1.2.0 at Main St 1"),
+    ]
+    assert all(e.node == "pole-1" for e in seen)

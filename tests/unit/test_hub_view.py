@@ -1,5 +1,5 @@
 """The console's screen and log lines: whatever arrives over the network is drawn as text,
-never as console markup or terminal escapes."""
+never as console markup or terminal escapes; a pole's hardware and health fit a few lines."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from edge.contract.payloads import (
     OutboxStats,
     Status,
 )
+from edge.contract.pole import GpsStats, InputStats, OutputStats, PtzStats, SensorStats
 from edge.contract.topics import NodeTopics
 from edge.hub import view
 from edge.hub.state import HubEvent, HubState
@@ -84,12 +85,12 @@ def camera(online: bool = True, *, restarts: int = 0, reason: str = "") -> Camer
     )
 
 
-def heartbeat(cameras: dict[str, CameraStats]) -> bytes:
-    return Heartbeat(
+def heartbeat(cameras: dict[str, CameraStats], **hardware: object) -> bytes:
+    return Heartbeat.model_validate(dict(
         node="pole-1", time=T0, uptime_s=60, outbox=OutboxStats(pending=0, unacked=0),
         link=LinkStats(connects=1, disconnects=0, connected_since=T0), inputs={}, counters={},
         cameras=cameras,
-    ).to_bytes()
+    ) | hardware).to_bytes()
 
 
 def event(event_id: str, phase: str, seconds: float, track: int, **fields: object) -> bytes:
@@ -178,3 +179,127 @@ def test_object_lines_are_one_printable_line() -> None:
     (line,) = [view.event_line(ev) for ev in seen]
     assert line.startswith("2025-03-01T12:00:00.000Z OBJECT_NEW   pole-1 a?b?[31m: person #7")
     assert "\n" not in line and "\x1b" not in line and len(line) < 500
+
+
+def pole_hardware(*, mains: bool = True, call: bool = False) -> dict[str, object]:
+    """The demo pole's devices: as on a quiet afternoon, or with the mains failed, or just
+    after a call (floodlight on, head at the call button's preset)."""
+    return dict(
+        inputs={"door": InputStats(active=False, changes=1), "tamper": InputStats(active=False,
+                changes=0), "ups_on_battery": InputStats(active=not mains, changes=1)},
+        outputs={"floodlight": OutputStats(on=call, activations=1, off_in_s=5.2 if call else None),
+                 "cabinet_fan": OutputStats(on=False, activations=0, temperature_c=21.5)},
+        ptz=(PtzStats(mode="alert", preset=10, alert_preset=10, resume_in_s=4.1, frames_sent=9,
+                      errors=0) if call
+             else PtzStats(mode="patrol", preset=2, tours_completed=3, frames_sent=9, errors=0)),
+        gps=GpsStats(state="fix", lat=50.2547, lon=28.6587, quality=1, satellites=9,
+                     clock_offset_s=-0.004, sentences=60, bad_checksum=0, partial=0,
+                     garbage_bytes=0, disconnects=0),
+        sensors={"cabinet_temperature": SensorStats(value=21.5, unit="°C", ok=True),
+                 "cabinet_humidity": SensorStats(value=48.0, unit="%RH", ok=True),
+                 "ups_battery": SensorStats(value=86 if not mains else 87, unit="%", ok=True),
+                 "ups_input_voltage": SensorStats(value=0.0 if not mains else 229.8, unit="V",
+                                                  ok=True)},
+    )
+
+
+def status(**fields: object) -> bytes:
+    return Status.model_validate(dict(node="pole-1", state="online", time=T0, boot="b",
+                                      version="0.4.0", site="Main St 1") | fields).to_bytes()
+
+
+def test_the_pole_section_shows_health_inputs_relays_ptz_gps_and_sensors() -> None:
+    s = HubState()
+    s.receive(POLE.status, status(), T0)
+    s.receive(POLE.telemetry, heartbeat({}, **pole_hardware()), T0)
+    text = "\n".join(screen(s))
+    assert "Pole hardware" in text
+    assert "health ok" in text
+    assert "inputs door ok, tamper ok, ups_on_battery ok" in text
+    assert "relays floodlight off, cabinet_fan off 21.5 °C" in text
+    assert "PTZ patrol preset 2, 3 tours" in text
+    assert "GPS fix 9 sats, clock -0.004 s" in text
+    assert ("sensors cabinet_temperature 21.5 °C, cabinet_humidity 48 %RH, ups_battery 87 %, "
+            "ups_input_voltage 229.8 V") in text
+
+
+def test_a_call_and_a_mains_failure_show_in_the_pole_section_and_the_nodes_state() -> None:
+    s = HubState()
+    s.receive(POLE.status, status(health="degraded", reasons=[
+        "on battery (ups_on_battery)", "ups_input_voltage below 190 V"]), T0)
+    s.receive(POLE.telemetry, heartbeat({}, **pole_hardware(mains=False, call=True)), T0)
+    lines = screen(s)
+    text = "\n".join(lines)
+    (row,) = [line for line in lines if line.startswith("pole-1  online")]
+    assert "online, degraded" in row  # the reasons in full are in the pole section
+    assert "health degraded: on battery (ups_on_battery); ups_input_voltage below 190 V" in text
+    assert "ups_on_battery ACTIVE" in text
+    assert "floodlight ON 5s left" in text
+    assert "PTZ ALERT preset 10, resumes in 4s" in text
+    assert "ups_input_voltage 0 V" in text
+
+
+def test_a_degraded_pole_without_hardware_gives_its_reasons_in_the_nodes_table() -> None:
+    s = HubState()
+    s.receive(POLE.status, status(health="failed", reasons=["data disk full, under 2 % free"]),
+              T0)
+    lines = screen(s)
+    assert "Pole hardware" not in "\n".join(lines)  # no line spent on hardware it lacks
+    (at,) = [i for i, line in enumerate(lines) if line.startswith("pole-1  online")]
+    assert lines[at + 1].split()[:4] == ["failed:", "data", "disk", "full,"]
+
+
+def test_a_failing_device_says_so_in_the_pole_section() -> None:
+    s = HubState()
+    s.receive(POLE.status, status(), T0)
+    s.receive(POLE.telemetry, heartbeat(
+        {}, ptz=PtzStats(mode="patrol", preset=None, frames_sent=0, errors=4,
+                         last_error="port /dev/ttyUSB0 missing"),
+        gps=GpsStats(state="no_fix", quality=0, sentences=3, bad_checksum=0, partial=0,
+                     garbage_bytes=0, disconnects=0),
+        sensors={"ups_battery": SensorStats(value=None, unit="%", ok=False,
+                                            errors={"no_response": 3}, error="no response")},
+        inputs={"door": InputStats(active=True, changes=14, flapping=True, suppressed=8)},
+        outputs={"cabinet_fan": OutputStats(on=True, activations=1, reason="no reading")},
+    ), T0)
+    text = "\n".join(screen(s))
+    assert "PTZ patrol preset -, 4 errors: port /dev/ttyUSB0 missing" in text
+    assert "GPS NO FIX" in text
+    assert "ups_battery (no response)" in text
+    assert "door FLAPPING (8 held back)" in text
+    assert "cabinet_fan ON fail-safe: no reading" in text
+
+
+def test_a_busy_pole_with_its_hardware_fits_a_120_by_40_terminal() -> None:
+    s = busy_pole()
+    s.receive(POLE.telemetry, heartbeat(
+        {"street": camera(), "gate": camera(False, restarts=2, reason="no frames")},
+        **pole_hardware(call=True)), T0)
+    lines = screen(s)
+    assert len(lines) <= 40
+    assert all(len(line.rstrip()) <= 120 for line in lines)
+    assert sum(line.rstrip().endswith("pending") for line in lines) == view.ALERT_ROWS
+    assert lines[-1] == "acking 1 pending alert(s)"
+
+
+def test_hostile_strings_in_pole_hardware_are_shown_literally() -> None:
+    s = HubState()
+    s.receive(POLE.status, status(health="degraded", reasons=[HOSTILE]), T0)
+    s.receive(POLE.telemetry, heartbeat(
+        {}, inputs={HOSTILE: InputStats(active=True, changes=1)},
+        sensors={HOSTILE: SensorStats(value=1.0, unit="\x1b[2J", ok=False, error=HOSTILE)},
+    ), T0)
+    text = draw(s)
+    assert "\x1b" not in text and "\x07" not in text
+    assert text.count("[/oops]") >= 3  # health, input, sensor (and the notice)
+
+
+def test_a_health_change_is_one_printable_line() -> None:
+    seen: list[HubEvent] = []
+    s = HubState(on_event=seen.append)
+    s.receive(POLE.status, status(), T0)
+    s.receive(POLE.status, status(health="degraded", reasons=["on battery (ups)", HOSTILE]), T0)
+    line = view.event_line(seen[-1])
+    assert line.startswith("2025-03-01T12:00:00.000Z HEALTH       pole-1 degraded: on battery "
+                           "(ups); [bold red]boom[/]")
+    assert "\n" not in line and "\x1b" not in line
