@@ -1,5 +1,6 @@
-"""The `edge-demo` command: arguments, a scratch directory, then broker, node, hub console and
-the hub's evidence store started and stopped in order around the script (run), with the
+"""The `edge-demo` command: arguments, a scratch directory, then broker, the pole's simulated
+serial devices, node, hub console and the hub's evidence store started and stopped in order
+around the script (run), with the
 hub's live view above the narration on a terminal (screen). SIGTERM and Ctrl-C stop it
 cleanly; the node's log is kept.
 """
@@ -27,6 +28,7 @@ from rich.segment import Segment, Segments
 from rich.style import Style
 
 from edge.config import ConfigError, load_config
+from edge.demo.devices import SerialDevices
 from edge.demo.footage import FootageError, vtest_h264_path
 from edge.demo.pole import START_TIMEOUT_S, DemoError, Pole
 from edge.demo.script import FAST, FULL, NARRATION_LINES, Narration, Pace, Script
@@ -44,8 +46,18 @@ VIDEO_PLACEHOLDER = "vtest.avi"
 SOCKET_MAX = 100  # unix socket paths are limited to ~108 bytes; the simulator adds ".new"
 
 
-def write_config(workdir: Path, broker: LocalBroker) -> Path:
-    """The demo node's config, pointed at this run's broker, socket and data directory."""
+def sample_video() -> Path:
+    """The sample street video as an IP camera sends it (fetched and converted once)."""
+    try:
+        return vtest_h264_path()
+    except FootageError as e:
+        raise DemoError(f"cannot get the sample street video: {e}") from e
+
+
+def write_config(workdir: Path, broker: LocalBroker, video: Path,
+                 devices: SerialDevices) -> Path:
+    """The demo node's config, pointed at this run's broker, socket, data directory, video
+    and simulated serial devices (started here)."""
     try:
         data = yaml.safe_load(DEMO_CONFIG.read_text())
     except OSError as e:
@@ -55,13 +67,10 @@ def write_config(workdir: Path, broker: LocalBroker) -> Path:
     data["hub"].update(host=broker.host, port=broker.port, tls={})
     data["gpio"]["simulator_socket"] = str(workdir / "pins.sock")
     data["data_dir"] = str(workdir / "data")
-    try:
-        video = vtest_h264_path()
-    except FootageError as e:
-        raise DemoError(f"cannot get the sample street video: {e}") from e
     for camera in data.get("cameras", []):
         if camera["url"] == VIDEO_PLACEHOLDER:
             camera["url"] = str(video)
+    devices.start(data)
     path = workdir / "node.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -98,16 +107,26 @@ def run(workdir: Path, pace: Pace, plain: bool, out: Console) -> int:
         story.say(f"Mosquitto listening on {broker.host}:{broker.port} with the hub's reference "
                   "config: mutual TLS, the pole's certificate names it, it may use only its "
                   "own topics")
+        devices = SerialDevices()
+        stack.callback(devices.close)  # after the node has stopped: it never loses a port
         made = time.monotonic()
-        config = write_config(workdir, broker)
+        video = sample_video()
         if time.monotonic() - made > 1.0:
             story.say(f"sample street video fetched and made into H.264 as an IP camera sends "
                       f"it, in {time.monotonic() - made:.0f} s (cached for the next runs)")
+        config = write_config(workdir, broker, video, devices)
+        if devices.describe():
+            story.say(f"the pole's serial devices, simulated on ptys: {devices.describe()}")
         pole = Pole(load_config(config), config, workdir / "node.log")
         stack.callback(pole.stop)
         pole.start()
         story.say(f"node {pole.cfg.node.id} started (pid {pole.proc.pid if pole.proc else '?'})"
                   f" on simulated pins, log {pole.log_path}")
+        if pole.shut_at_start:
+            shut = ", ".join(f"{name} (GPIO {pole.inputs[name].pin})"
+                             for name in pole.shut_at_start)
+            story.say(f"the technician shuts the cabinet: {shut} back at rest; the node reports "
+                      "the restoral")
         hub = HubConsole(broker.host, broker.port, auto_ack=True, operator=OPERATOR,
                          tls=broker.hub_tls, on_event=story.hub_events.put if plain else None)
         stack.callback(hub.stop)
@@ -121,7 +140,7 @@ def run(workdir: Path, pace: Pace, plain: bool, out: Console) -> int:
         if not plain:
             stack.enter_context(Live(get_renderable=screen(hub, story, out), console=out,
                                      refresh_per_second=4))
-        script = Script(pole, broker, hub, story, pace, store)
+        script = Script(pole, broker, hub, story, pace, store, devices)
         online = script.wait_for(lambda: any(n.node_id == pole.cfg.node.id and
                                              n.state == "online" for n in hub.state.nodes()),
                                  START_TIMEOUT_S)
@@ -149,6 +168,9 @@ def run(workdir: Path, pace: Pace, plain: bool, out: Console) -> int:
         print("OK: every press reached the hub exactly once and was acknowledged")
         if script.clip is not None:
             print("OK: the clip around the first call arrived and verified")
+        if script.hardware.checks():
+            print("OK: the pole's hardware did as configured: PTZ patrol and alert preset, "
+                  "relays, sensors, GPS, health")
     return 1 if missing else 0
 
 

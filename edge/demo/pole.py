@@ -1,6 +1,6 @@
 """The demo's pole: the node as a real process on simulated pins, and a hand on its wiring
-(call button, tamper switch, call LED) through the pin simulator client. DemoError, raised
-when the demo cannot go on, lives here too.
+(call button, cabinet contacts, call LED, relays) through the pin simulator client.
+DemoError, raised when the demo cannot go on, lives here too.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from drivers.gpio import PinSimulatorClient
 from edge.config import NodeConfig
+from edge.config.model import InputPin
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0  # SIGTERM → exit; the node needs a few seconds at most
@@ -29,12 +30,15 @@ class Pole:
     def __init__(self, cfg: NodeConfig, config_path: Path, log_path: Path) -> None:
         self.cfg, self.config_path, self.log_path = cfg, config_path, log_path
         self.button, self.led_pin = cfg.gpio.call_button.pin, cfg.gpio.call_led.pin
-        tamper = next((i for i in cfg.gpio.inputs if i.name == "tamper"), None)
+        self.inputs = {i.name: i for i in cfg.gpio.inputs}
+        self.relays = {o.name: o for o in cfg.gpio.outputs}
+        tamper = self.inputs.get("tamper")
         if tamper is None:
             raise DemoError(f"{config_path}: the demo needs an input named 'tamper'")
-        self.tamper_pin, self.tamper_active = tamper.pin, 0 if tamper.pull_up else 1
+        self.tamper_pin, self.tamper_active = tamper.pin, active_level(tamper)
         self.proc: subprocess.Popen[bytes] | None = None
         self.pins: PinSimulatorClient | None = None
+        self.shut_at_start: list[str] = []  # inputs the node saw active, then at rest
         self.exit_code: int | None = None
 
     def start(self) -> None:
@@ -54,6 +58,18 @@ class Pole:
                                 f"{START_TIMEOUT_S:.0f} s; see {self.log_path}")
             time.sleep(0.05)
         self.pins = PinSimulatorClient(str(socket))
+        self.shut_at_start = self.shut()
+
+    def shut(self) -> list[str]:
+        """Every cabinet contact at rest: door closed (a normally-closed contact, so its pin
+        is driven low), tamper switch closed, mains on. Returns the inputs that were not."""
+        moved = []
+        for name, spec in self.inputs.items():
+            rest = 1 - active_level(spec)
+            if self._hand().read(spec.pin) != rest:
+                self._hand().drive(spec.pin, rest)
+                moved.append(name)
+        return moved
 
     def check_alive(self) -> None:
         if self.proc is not None and self.exit_code is None and self.proc.poll() is not None:
@@ -70,8 +86,17 @@ class Pole:
         self._hand().press(self.button, hold_s=0.2, bounce=True)
 
     def set_tamper(self, tripped: bool) -> None:
-        level = self.tamper_active if tripped else 1 - self.tamper_active
-        self._hand().drive(self.tamper_pin, level)
+        self.set_input("tamper", tripped)
+
+    def set_input(self, name: str, active: bool) -> None:
+        """Drive a cabinet contact to its active level (door open, on battery) or back."""
+        level = active_level(self.inputs[name])
+        self._hand().drive(self.inputs[name].pin, level if active else 1 - level)
+
+    def relay_on(self, name: str) -> bool:
+        """The relay's pin, read as the relay board sees it."""
+        out = self.relays[name]
+        return self._hand().read(out.pin) == (1 if out.active_high else 0)
 
     def led_lit(self) -> bool:
         return self._hand().read(self.led_pin) == 1
@@ -118,3 +143,11 @@ class Pole:
             self.proc.kill()
         self.exit_code = self.proc.wait()
         return self.exit_code
+
+
+def active_level(spec: InputPin) -> int:
+    """The pin level at which the input is active: as configured, else the level its contact
+    closes to (low against the pull-up)."""
+    if spec.active_high is not None:
+        return int(spec.active_high)
+    return int(not spec.pull_up)

@@ -1,7 +1,8 @@
-"""The demo's script and its narration: two citizens' calls, a tamper trip, a call made while
-the broker is down, two more calls, each checked at the hub and on the call LED, and the
-recorded clip of the first call, asked for by the hub and checked (Script; the clip's steps
-are in clip.py); the lines that tell the story, printed or kept for the live view
+"""The demo's script and its narration: the PTZ head's patrol, two citizens' calls, a tamper
+trip, the cabinet heating up and a mains failure, a call made while the broker is down, two
+more calls, each checked at the hub and on the call LED, and the recorded clip of the first
+call, asked for by the hub and checked (Script; the clip's steps are in clip.py, the pole
+hardware's in hardware.py); the lines that tell the story, printed or kept for the live view
 (Narration); and the pauses between steps (Pace: FULL for people, FAST for tests).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -19,6 +20,8 @@ from rich.text import Text
 
 from edge.contract.payloads import AlertKind
 from edge.demo.clip import ClipStep
+from edge.demo.devices import SerialDevices
+from edge.demo.hardware import HardwareStep
 from edge.demo.pole import Pole
 from edge.hub import view
 from edge.hub.client import HubConsole
@@ -85,29 +88,41 @@ class Narration:
 
 
 class Script:
-    """The scripted citizens, tamperer and outage, narrated step by step."""
+    """The scripted citizens, tamperer, weather, power cut and outage, narrated step by step."""
 
     def __init__(self, pole: Pole, broker: LocalBroker, hub: HubConsole, story: Narration,
-                 pace: Pace, store: EvidenceStore | None = None) -> None:
+                 pace: Pace, store: EvidenceStore | None = None,
+                 devices: SerialDevices | None = None) -> None:
         self.pole, self.broker, self.hub, self.story, self.pace = pole, broker, hub, story, pace
-        self.presses = self.tamper_trips = 0
+        self.presses = self.tamper_trips = self.mains_failures = 0
+        # contacts back at rest, each an input_restored alert: those shut at the start first
+        self.restorals = sum(pole.inputs[name].alert for name in pole.shut_at_start)
         self.outage_call: AlertRecord | None = None
         self.cameras = [c.name for c in pole.cfg.cameras]
         recorded = bool(self.cameras) and pole.cfg.recording.enabled
         # the clip of the first call: asked for by the hub, checked when it arrives
         self.clip = (ClipStep(pole, hub, store, story.say) if recorded and store is not None
                      else None)
+        self.hardware = HardwareStep(pole, devices or SerialDevices(), hub, self, story.say)
 
     def run(self) -> None:
         if self.cameras:
             self.watch_street()
         if self.clip is not None:
             self.watch_recording(self.clip)
+        self.hardware.patrol()
         self.call("a citizen at the bus stop")
         self.pause(self.pace.between_calls_s)
         self.call("a second citizen")
         self.pause(self.pace.between_calls_s)
         self.tamper()
+        self.pause(self.pace.between_calls_s)
+        # while the hub waits for the first call's clip: the cabinet's climate and power
+        self.hardware.heat()
+        self.hardware.resumed()
+        if self.hardware.mains_failure(self.pace.tamper_held_s):
+            self.mains_failures += 1
+            self.restorals += 1
         self.pause(self.pace.between_calls_s)
         self.outage()
         self.pause(self.pace.between_calls_s)
@@ -118,20 +133,21 @@ class Script:
     # --- steps ---
 
     def call(self, who: str) -> None:
-        before = self._known()
+        before = self.known()
         self.story.say(f"{who} presses the call button (GPIO {self.pole.button}, bouncing)",
                        "bold")
         self.pole.press()
         self.presses += 1
-        rec = self.wait_for(lambda: self._new_acked(AlertKind.CALL, before), STEP_TIMEOUT_S)
+        rec = self.wait_for(lambda: self.new_acked(AlertKind.CALL, before), STEP_TIMEOUT_S)
         if rec is None:
             self.story.say(f"no acknowledged call at the hub within {STEP_TIMEOUT_S:.0f} s",
                            "bold red")
             return
-        self._arrived(rec)
+        self.arrived(rec)
         if self.clip is not None:
             self.clip.plan(rec)  # the first acknowledged call's; later calls change nothing
         self.show_led(expected="steady")
+        self.hardware.first_call()  # likewise: the head and the floodlight on the first call
         extra = [a.seq for a in self.hub.state.alerts()
                  if a.alert_id not in before and a.kind == AlertKind.CALL]
         if len(extra) > 1:
@@ -140,20 +156,29 @@ class Script:
                            "bold red")
 
     def tamper(self) -> None:
-        before = self._known()
+        before = self.known()
         level = "high" if self.pole.tamper_active else "low"
         self.story.say(f"someone forces the cabinet: tamper switch trips "
                        f"(GPIO {self.pole.tamper_pin} {level})", "bold")
         self.pole.set_tamper(True)
         self.tamper_trips += 1
-        rec = self.wait_for(lambda: self._new_acked(AlertKind.INPUT, before), STEP_TIMEOUT_S)
+        rec = self.wait_for(lambda: self.new_acked(AlertKind.INPUT, before), STEP_TIMEOUT_S)
         if rec is None:
             self.story.say("no acknowledged tamper alert at the hub", "bold red")
         else:
-            self._arrived(rec)
+            self.arrived(rec)
+            self.hardware.turned("tamper")
         self.pause(self.pace.tamper_held_s)
         self.story.say("cabinet closed again: tamper switch released")
+        before = self.known()
         self.pole.set_tamper(False)
+        self.restorals += 1
+        rec = self.wait_for(lambda: self.new_acked(AlertKind.INPUT_RESTORED, before),
+                            STEP_TIMEOUT_S)
+        if rec is None:
+            self.story.say("no acknowledged tamper restoral at the hub", "bold red")
+        else:
+            self.arrived(rec)
 
     def outage(self) -> None:
         if self.clip is not None and self.clip.time_left() > 0.3:
@@ -163,7 +188,7 @@ class Script:
         self.story.say("broker stopped: the pole's link to the hub is down", "bold red")
         self.broker.stop()
         self.pause(0.5)  # the node and the console see the TCP connection close
-        before = self._known()
+        before = self.known()
         self.story.say("a citizen presses the call button during the outage", "bold")
         self.pole.press()
         self.presses += 1
@@ -178,7 +203,7 @@ class Script:
         if self.wait_for(lambda: self.hub.connected, RETURN_TIMEOUT_S):
             self.story.say(f"hub console reconnected {time.monotonic() - restarted:.1f} s after "
                            "the restart")
-        rec = self.wait_for(lambda: self._new_acked(AlertKind.CALL, before), RETURN_TIMEOUT_S)
+        rec = self.wait_for(lambda: self.new_acked(AlertKind.CALL, before), RETURN_TIMEOUT_S)
         if rec is None:
             self.story.say(f"the outage call did not reach the hub within {RETURN_TIMEOUT_S:.0f}"
                            " s of the restart", "bold red")
@@ -231,8 +256,8 @@ class Script:
         clip.give_up()  # a no-op once it finished
 
     def finish(self) -> bool:
-        """Wait (bounded) until the clip is checked and every press and trip is at the hub
-        and acknowledged."""
+        """Wait (bounded) until the clip is checked and every press and contact trip is at the
+        hub and acknowledged."""
         self.settle_clip()
         self.story.say("waiting for every alert to be received and acknowledged")
         done = self.wait_for(lambda: self._all_in() and not self.hub.state.pending(),
@@ -250,26 +275,33 @@ class Script:
         seen = self.pole.led(seconds)
         self.story.say(LED_MEANING[seen], "green" if seen == expected else "yellow")
 
-    def _arrived(self, rec: AlertRecord) -> None:
+    def arrived(self, rec: AlertRecord) -> None:
         ack = rec.ack_latency_ms or 0.0
         self.story.say(f"hub received {rec.kind} alert seq {rec.seq} from {rec.source} "
                        f"{rec.latency_ms:.0f} ms after it was raised; auto-acked in {ack:.0f} ms",
                        "green")
 
-    def _known(self) -> set[str]:
+    def known(self) -> set[str]:
         return {a.alert_id for a in self.hub.state.alerts()}
 
-    def _new_acked(self, kind: AlertKind, before: set[str]) -> AlertRecord | None:
+    def new_acked(self, kind: AlertKind, before: set[str]) -> AlertRecord | None:
         return next((a for a in self.hub.state.alerts()
                      if a.alert_id not in before and a.kind == kind and a.acked), None)
 
     def _all_in(self) -> bool:
-        calls, inputs = self.calls_and_inputs()
-        return calls >= self.presses and inputs >= self.tamper_trips
+        got = self.alert_counts()
+        return all(got[kind] >= n for kind, n in self.expected_alerts().items())
 
-    def calls_and_inputs(self) -> tuple[int, int]:
-        kinds = [a.kind for a in self.hub.state.alerts()]
-        return kinds.count(AlertKind.CALL), kinds.count(AlertKind.INPUT)
+    def expected_alerts(self) -> dict[AlertKind, int]:
+        """What the script did, as alerts by kind: a call per press, an input alert per
+        contact tripped (tamper, on battery), a restoral per contact back at rest."""
+        return {AlertKind.CALL: self.presses,
+                AlertKind.INPUT: self.tamper_trips + self.mains_failures,
+                AlertKind.INPUT_RESTORED: self.restorals}
+
+    def alert_counts(self) -> Counter[str]:
+        """Unique alerts at the hub, by kind."""
+        return Counter(a.kind for a in self.hub.state.alerts())
 
     def wait_for(self, cond: Callable[[], T], timeout_s: float) -> T | None:
         deadline = time.monotonic() + timeout_s

@@ -1,14 +1,16 @@
 """The demo's summary: what the script did against what the hub received, the clip of the
-first call included (summarize), and the SUMMARY section as plain lines or a rich table
-(print_summary)."""
+first call and the pole hardware's checks included (summarize), and the SUMMARY section as
+plain lines or a rich table (print_summary)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from edge.contract.payloads import AlertKind
 from edge.demo.script import Script
 from edge.hub.client import HubConsole
 
@@ -17,8 +19,9 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
               ) -> tuple[list[tuple[str, str]], list[str]]:
     """The summary rows and what is missing (empty when the run is a pass)."""
     s: dict[str, Any] = hub.state.summary()
-    calls, inputs = script.calls_and_inputs()
-    expected = script.presses + script.tamper_trips
+    got, want = script.alert_counts(), script.expected_alerts()
+    expected = sum(want.values())
+    checks = script.hardware.checks()
 
     def ms(name: str) -> str:
         vals = [s[f"{name}_{q}_ms"] for q in ("p50", "p99", "max")]
@@ -27,8 +30,11 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
     rows = [
         ("presses made", str(script.presses)),
         ("tamper trips", str(script.tamper_trips)),
-        ("call alerts raised by the node", f"{calls}  (unique, source call_button)"),
-        ("input alerts raised by the node", f"{inputs}  (unique, source tamper)"),
+        ("mains failures (UPS on battery)", str(script.mains_failures)),
+        ("contacts back at rest", f"{script.restorals}  (each an input_restored alert)"),
+        ("call alerts raised by the node", _kind(hub, got, AlertKind.CALL)),
+        ("input alerts raised by the node", _kind(hub, got, AlertKind.INPUT)),
+        ("restorals raised by the node", _kind(hub, got, AlertKind.INPUT_RESTORED)),
         ("alerts delivered to the hub", f"{s['alerts_unique']}  (unique)"),
         ("acknowledged", str(s["acked"])),
         ("duplicates received", f"{s['duplicates']}  (extra copies, dropped by id)"),
@@ -39,13 +45,19 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
         ("objects seen by the camera", _objects(s)),
         ("events received (new/update/end)", str(s["events_received"])),
         *_clip_rows(script, hub, s),
+        *((c.name, c.value) for c in checks),
         ("node exit code", "-" if node_exit is None else str(node_exit)),
     ]
     missing = []
-    if calls != script.presses:
-        missing.append(f"{script.presses} presses but {calls} unique call alerts at the hub")
-    if inputs != script.tamper_trips:
-        missing.append(f"{script.tamper_trips} tamper trips but {inputs} input alerts")
+    if got[AlertKind.CALL] != script.presses:
+        missing.append(f"{script.presses} presses but {got[AlertKind.CALL]} unique call alerts "
+                       "at the hub")
+    if got[AlertKind.INPUT] != want[AlertKind.INPUT]:
+        missing.append(f"{script.tamper_trips} tamper trips and {script.mains_failures} mains "
+                       f"failures but {got[AlertKind.INPUT]} input alerts")
+    if got[AlertKind.INPUT_RESTORED] != script.restorals:
+        missing.append(f"{script.restorals} contacts back at rest but "
+                       f"{got[AlertKind.INPUT_RESTORED]} restorals")
     if s["alerts_unique"] != expected:
         missing.append(f"{expected} alerts expected, {s['alerts_unique']} delivered")
     if s["acked"] != s["alerts_unique"]:
@@ -59,9 +71,17 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
         which = f"call seq {outcome.seq}" if outcome and outcome.seq else "the first call"
         missing.append(f"the clip of {which} did not arrive verified: "
                        f"{outcome.text if outcome else 'unknown'}")
+    missing += [f"{c.name}: {c.text}" for c in checks if not c.ok]
     if node_exit != 0:
         missing.append(f"the node exited with {node_exit} instead of 0")
     return rows, missing
+
+
+def _kind(hub: HubConsole, got: Counter[str], kind: AlertKind) -> str:
+    """How many unique alerts of `kind` reached the hub, and from where."""
+    sources = sorted({a.source for a in hub.state.alerts() if a.kind == kind})
+    which = "source" if len(sources) == 1 else "sources"
+    return f"{got[kind]}  (unique, {which} {', '.join(sources) or '-'})"
 
 
 def _clip_rows(script: Script, hub: HubConsole, s: dict[str, Any]) -> list[tuple[str, str]]:
