@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.1
 LOOP_STALL_S = 5.0  # the uplink's network loop silent this long counts as unhealthy
 SHUTDOWN_LIMIT_S = 10.0  # a stop taking longer dumps the threads' stacks and exits
+CAMERA_START_S = 30.0  # a camera without frames this soon after start is still opening
 
 
 RESTART = 75  # run()'s exit code when the node should start again (config change)
@@ -461,8 +462,9 @@ class Node:
     def _problems(self) -> list[str]:
         out = self.cabinet.problems()
         if self.vision is not None:
+            starting = clock.monotonic() - self.started < CAMERA_START_S
             for name, cam in self.vision.stats().items():
-                if not cam.online:
+                if not cam.online and not starting:
                     out.append(f"camera {name} offline")
                 rec = cam.recording
                 if rec is not None and rec.state == "failed":
