@@ -64,6 +64,10 @@ def make_client(client_id: str, tls: TlsSection | None) -> mqtt.Client:
     return c
 
 
+def _loop_writes(_c: mqtt.Client, _u: Any, _sock: Any) -> None:
+    """Nothing to register: the uplink's own loop() writes whatever paho has queued."""
+
+
 def _no_delay(_c: mqtt.Client, _u: Any, sock: Any) -> None:
     # An alert or an ack is one small packet: never let Nagle hold it behind an unacknowledged
     # PUBACK until the peer's delayed ACK (measured: 25-40 ms stalls on loopback).
@@ -122,6 +126,12 @@ class Uplink:
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        # This thread drives paho with loop(), so paho has no thread of its own and would
+        # write the socket from whichever thread publishes, at the same time as loop() does:
+        # two threads in one TLS connection corrupt it (the broker drops the link; once, in a
+        # test script, the process died in free()). With this hook set, publish() only queues
+        # the packet and wakes loop() through paho's socket pair: one thread writes.
+        c.on_socket_register_write = _loop_writes
         self._client = c
 
     @property
@@ -145,9 +155,12 @@ class Uplink:
             )
             said.wait(timeout_s)  # if not said, the broker's last will says the same
         self._stop.set()
-        self._client.disconnect()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s + 1)
+        # The network thread is gone: this one may write the DISCONNECT itself, at once (a
+        # clean disconnect, so the broker drops the "connection lost" will).
+        self._client.on_socket_register_write = None
+        self._client.disconnect()
 
     def publish(
         self, topic: str, payload: bytes, *, qos: int, retain: bool = False,
