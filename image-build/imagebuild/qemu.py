@@ -5,8 +5,10 @@ technician's files written onto the boot partition, and the console read line by
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,38 +79,55 @@ def boot(config: ImageConfig, disk: Path, work: Path, *, timeout_s: float = 420)
            "-drive", f"if=none,id=card,format=raw,file={disk}",
            "-device", "virtio-blk-pci,drive=card"]
     result = Boot()
-    log = (work / "console.log").open("w")
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace")
-    assert proc.stdout is not None
-    try:
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
         for raw in proc.stdout:
-            line = raw.rstrip("\r\n")
-            log.write(line + "\n")
-            result.console.append(line)
-            if time.monotonic() - started > timeout_s:
-                raise BootError(f"no power-off within {timeout_s:.0f} s" + tail(result))
-            if MARK not in line:
-                continue
-            kind, _, rest = line.split(MARK, 1)[1].partition(" ")
-            if kind == "READY":
-                result.ready_s = time.monotonic() - started
-                result.ready_guest_s = int(rest.split("=", 1)[1]) / 1e6
-            elif kind == "STATUS" and rest != "none":
-                result.status = json.loads(rest)
-            elif kind == "FACTS":
-                result.facts = json.loads(rest)
-            elif kind == "TIMEOUT":
-                raise BootError("the node never became active: " + rest + tail(result))
+            lines.put(raw.rstrip("\r\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        with (work / "console.log").open("w") as log:
+            while True:
+                left = timeout_s - (time.monotonic() - started)
+                try:
+                    line = lines.get(timeout=max(left, 0.1))
+                except queue.Empty:
+                    raise BootError(f"the guest did not power off within {timeout_s:.0f} s"
+                                    + tail(result)) from None
+                if line is None:
+                    break
+                log.write(line + "\n")
+                result.console.append(line)
+                note(result, line, time.monotonic() - started)
         proc.wait(timeout=30)
         result.powered_off_s = time.monotonic() - started
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        log.close()
     return result
+
+
+def note(result: Boot, line: str, at: float) -> None:
+    """The reporter's lines: READY (with the guest's own clock), STATUS, FACTS, TIMEOUT."""
+    if MARK not in line:
+        return
+    kind, _, rest = line.split(MARK, 1)[1].partition(" ")
+    if kind == "READY":
+        result.ready_s = at
+        result.ready_guest_s = int(rest.split("=", 1)[1]) / 1e6
+    elif kind == "STATUS" and rest != "none":
+        result.status = json.loads(rest)
+    elif kind == "FACTS":
+        result.facts = json.loads(rest)
+    elif kind == "TIMEOUT":
+        raise BootError("the node never became active: " + rest + tail(result))
 
 
 def tail(result: Boot, lines: int = 60) -> str:

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
     repository only; otherwise from the mirror, and the .debs it fetched are kept."""
     d = config.debian
     modules = "\n".join(d.initramfs_modules)
-    cmd = ["mmdebstrap", "--arch=arm64", "--variant=minbase", "--mode=root",
+    cmd = ["mmdebstrap", "--verbose", "--arch=arm64", "--variant=minbase", "--mode=root",
            "--format=directory", f"--components={','.join(d.components)}",
            f"--include={','.join(d.packages)}", "--aptopt=APT::Install-Recommends false",
            "--skip=essential/unlink", "--skip=cleanup/apt/cache",
@@ -57,11 +58,17 @@ def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
     cmd += [f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES]
     cmd += [f"--dpkgopt=path-include={p}" for p in DPKG_INCLUDES]
     # Before the kernel is installed: a short module list makes the initramfs in ~1 min.
-    cmd.append("--essential-hook=" + " && ".join([
-        'mkdir -p "$1/etc/initramfs-tools/conf.d"',
-        'echo MODULES=list > "$1/etc/initramfs-tools/conf.d/edge-modules.conf"',
-        f'printf "%s\\n" {shlex.quote(modules)} > "$1/etc/initramfs-tools/modules"',
-    ]))
+    hook = ['mkdir -p "$1/etc/initramfs-tools/conf.d"',
+            'echo MODULES=list > "$1/etc/initramfs-tools/conf.d/edge-modules.conf"',
+            f'printf "%s\\n" {shlex.quote(modules)} > "$1/etc/initramfs-tools/modules"']
+    # What takes minutes under emulation and seconds natively is answered by stand-ins while
+    # the packages install, and done by the host afterwards: udev's hardware database, and
+    # Python's byte-compiling (see native_steps).
+    for path, stub in stand_ins(config).items():
+        hook += [f'mkdir -p "$1{Path(path).parent}"',
+                 f'chroot "$1" dpkg-divert --quiet --local --rename --add {path}',
+                 f'printf %s {shlex.quote(stub)} > "$1{path}"', f'chmod 755 "$1{path}"']
+    cmd.append("--essential-hook=" + " && ".join(hook))
     complete = (debs / "Packages").exists()
     if not complete:
         cmd.append(f'--customize-hook=mkdir -p {shlex.quote(str(debs))} && '
@@ -82,17 +89,23 @@ def index_debs(debs: Path) -> None:
     out = subprocess.run(["apt-ftparchive", "packages", "."], cwd=debs, capture_output=True,
                          check=True).stdout
     (debs / "Packages.partial").write_bytes(out)
+    release = subprocess.run(["apt-ftparchive", "release", "."], cwd=debs, capture_output=True,
+                             check=True).stdout
+    (debs / "Release").write_bytes(release)
+    # Packages last: its presence is what marks the cache complete.
     (debs / "Packages.partial").rename(debs / "Packages")
 
 
 def run_mmdebstrap(cmd: list[str], env: dict[str, str], log: Path,
                    on_line: Callable[[str], None]) -> None:
+    started = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env)
+                                env=env, errors="replace")
         assert proc.stdout is not None
         for line in proc.stdout:
-            out.write(line)
+            # Seconds since the start on each line: where the emulated time goes.
+            out.write(f"{time.monotonic() - started:7.1f} {line}")
             on_line(line.rstrip())
         if proc.wait() != 0:
             tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
@@ -129,26 +142,81 @@ def customize(root: Path, plan: dict[str, str]) -> None:
     shutil.copytree(OVERLAY, root, dirs_exist_ok=True, symlinks=True)
     write_generated(root, config)
     install_units(root)
-    # The node's venv from the wheels folder only (bind-mounted, read-only).
+    restore_stand_ins(root, config, env)
+    # The node's venv, filled from the wheels folder only (bind-mounted, read-only) by pip
+    # run from its own wheel, so the venv holds no pip.
     wheels = root / "tmp" / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "--bind", "-o", "ro", plan["wheels"], str(wheels)], check=True)
     try:
         venv = str(config.python.venv)
-        in_root(root, ["python3", "-m", "venv", "--system-site-packages", venv], env)
-        in_root(root, [f"{venv}/bin/python", "-m", "pip", "install", "--quiet", "--no-index",
-                       "--find-links", "/tmp/wheels", "--constraint",
-                       "/tmp/wheels/constraints.txt", "--no-warn-script-location",
-                       f"safecity-edge=={plan['version']}"], env)
-        # The node imports systemd-python from Debian's python3-systemd (no wheel exists).
-        in_root(root, [f"{venv}/bin/python", "-c", "import systemd.daemon, edge.cli"], env)
+        pip = sorted(Path(plan["wheels"]).glob("pip-*.whl"))[-1].name
+        in_root(root, ["python3", "-m", "venv", "--system-site-packages", "--without-pip", venv],
+                env)
+        in_root(root, [f"{venv}/bin/python", f"/tmp/wheels/{pip}/pip", "install", "--quiet",
+                       "--no-index", "--find-links", "/tmp/wheels", "--constraint",
+                       "/tmp/wheels/constraints.txt", "--no-compile",
+                       "--no-warn-script-location", f"safecity-edge=={plan['version']}"], env)
     finally:
         subprocess.run(["umount", str(wheels)], check=True)
         wheels.rmdir()
+    byte_compile(root, config, env)
+    # The node imports systemd-python from Debian's python3-systemd (no wheel exists).
+    in_root(root, [f"{venv}/bin/python", "-c", "import systemd.daemon, edge.cli"], env)
     in_root(root, ["systemd-sysusers"], env)
     in_root(root, ["systemctl", "enable", *ENABLE], env)
     in_root(root, ["systemctl", "disable", *DISABLE], env)
     clean(root)
+
+
+def stand_ins(config: ImageConfig) -> dict[str, str]:
+    """Programs replaced while the packages install (path: stand-in script)."""
+    py = config.python.version
+    return {
+        "/usr/bin/systemd-hwdb": "#!/bin/sh\nexit 0\n",
+        "/usr/bin/py3compile": "#!/bin/sh\nexit 0\n",
+        # python3.X's own postinst runs this file as a script; nothing imports it meanwhile.
+        f"/usr/lib/python{py}/py_compile.py": "raise SystemExit(0)\n",
+    }
+
+
+def restore_stand_ins(root: Path, config: ImageConfig, env: dict[str, str]) -> None:
+    """Put the real programs back, then do natively what they would have done: udev's
+    hardware database by the host's systemd-hwdb."""
+    for path in stand_ins(config):
+        (root / path.lstrip("/")).unlink()
+        in_root(root, ["dpkg-divert", "--quiet", "--local", "--rename", "--remove", path], env)
+    done = subprocess.run(["systemd-hwdb", f"--root={root}", "--usr", "update"],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not (root / "usr/lib/udev/hwdb.bin").exists():
+        raise RootfsError(f"systemd-hwdb (host) failed on the image's hwdb.d:\n{done.stderr}")
+
+
+def byte_compile(root: Path, config: ImageConfig, env: dict[str, str]) -> None:
+    """Every .py of the image's Python compiled once, as unchecked-hash .pyc files: the root
+    is read-only, so sources never change and nothing is compiled at each start. With the
+    same Python minor version on the host (bookworm's 3.11 on Debian 12) this runs natively;
+    otherwise under emulation."""
+    py = config.python.version
+    venv = str(config.python.venv).lstrip("/")
+    folders = [f"usr/lib/python{py}", "usr/lib/python3/dist-packages",
+               f"{venv}/lib/python{py}/site-packages"]
+    args = ["-m", "compileall", "-q", "-j", "2", "--invalidation-mode", "unchecked-hash",
+            "-x", r"(lib2to3/tests|test/bad|/tests?/.*bad)"]
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == py:
+        native = subprocess.run(
+            [sys.executable, *args, "-s", str(root), "-p", "/",
+             *(str(root / f) for f in folders if (root / f).is_dir())],
+            capture_output=True, text=True, check=False,
+            env={**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        if native.returncode not in (0, 1):
+            raise RootfsError(f"compileall failed:\n{native.stdout[-2000:]}{native.stderr[-2000:]}")
+    else:
+        run = subprocess.run(["chroot", str(root), f"/usr/bin/python{py}", *args,
+                              *("/" + f for f in folders if (root / f).is_dir())],
+                             capture_output=True, text=True, env=env, check=False)
+        if run.returncode not in (0, 1):
+            raise RootfsError(f"compileall failed in the image:\n{run.stderr[-2000:]}")
 
 
 def write_generated(root: Path, config: ImageConfig) -> None:
@@ -205,7 +273,7 @@ def clean(root: Path) -> None:
 
 FSTAB = """\
 # The root filesystem is whichever slot (A or B) the boot loader chose; it stays read-only.
-/dev/root        /                  ext4   ro,noatime                         0 1
+/dev/root        /                  ext4   ro,noatime                         0 0
 PARTUUID={boot}  /boot/firmware     vfat   ro,noatime,nofail,umask=0022       0 2
 PARTUUID={data}  /data              ext4   rw,noatime,commit=5,errors=remount-ro 0 2
 # Writable state lives on the data partition; scratch space in memory.

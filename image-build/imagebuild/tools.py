@@ -28,6 +28,8 @@ TOOLS = [
     Tool("bmaptool", "bmap-tools", "the .bmap for fast flashing"),
     Tool("xz", "xz-utils", "the compressed image"),
     Tool("apt-ftparchive", "apt-utils", "the local package cache as an apt repository"),
+    Tool("systemd-hwdb", "udev", "compiles the image's hardware database natively (1 min "
+         "under emulation)"),
 ]
 BOOT_TEST_TOOLS = [
     Tool("qemu-system-aarch64", "qemu-system-arm", "the boot test"),

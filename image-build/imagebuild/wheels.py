@@ -47,6 +47,7 @@ def fetch(config: ImageConfig, dest: Path, own_wheel: Path) -> None:
         base += ["--platform", tag]
     # systemd-python comes from Debian (python3-systemd): it has no wheels.
     deps = [r for r in requirements(own_wheel) if not r.lower().startswith("systemd-python")]
+    deps.append("pip")  # run from its wheel inside the image to fill the venv
     offline = subprocess.run([*base, "--no-index", "--find-links", str(dest), *deps],
                              capture_output=True, text=True, check=False)
     if offline.returncode != 0:
