@@ -16,10 +16,10 @@ SYSTEM_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config gcc pyt
 # The image build and its tests: mmdebstrap with qemu-user for arm64, filesystems without
 # mounting (dosfstools, mtools, e2fsprogs, fdisk), bmap-tools, xz, apt-utils (the package
 # cache as a repository), qemu-system-arm (the boot test), diffoscope (what differs), udev
-# (systemd-hwdb compiles the image's hardware database natively).
+# and kmod (systemd-hwdb and depmod run natively on the image's files).
 IMAGE_PACKAGES := mmdebstrap qemu-user-static binfmt-support arch-test dosfstools mtools \
                   e2fsprogs fdisk bmap-tools xz-utils apt-utils qemu-system-arm \
-                  diffoscope-minimal udev
+                  diffoscope-minimal udev kmod
 
 .PHONY: demo test lint bench models sysdeps sysdeps-image venv contract clean soak image
 

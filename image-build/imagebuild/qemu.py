@@ -28,6 +28,7 @@ class Boot:
     """One boot's console and the times the markers appeared (seconds since qemu started)."""
 
     console: list[str] = field(default_factory=list)
+    userspace_s: float | None = None
     ready_s: float | None = None
     ready_guest_s: float | None = None
     status: dict[str, object] | None = None
@@ -116,6 +117,8 @@ def boot(config: ImageConfig, disk: Path, work: Path, *, timeout_s: float = 420)
 
 def note(result: Boot, line: str, at: float) -> None:
     """The reporter's lines: READY (with the guest's own clock), STATUS, FACTS, TIMEOUT."""
+    if result.userspace_s is None and "Welcome to" in line:
+        result.userspace_s = at  # systemd's banner: the kernel and initramfs are done
     if MARK not in line:
         return
     kind, _, rest = line.split(MARK, 1)[1].partition(" ")

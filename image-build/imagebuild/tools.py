@@ -28,6 +28,7 @@ TOOLS = [
     Tool("bmaptool", "bmap-tools", "the .bmap for fast flashing"),
     Tool("xz", "xz-utils", "the compressed image"),
     Tool("apt-ftparchive", "apt-utils", "the local package cache as an apt repository"),
+    Tool("depmod", "kmod", "indexes the image's compressed kernel modules natively"),
     Tool("systemd-hwdb", "udev", "compiles the image's hardware database natively (1 min "
          "under emulation)"),
 ]

@@ -44,6 +44,9 @@ def test_the_unit_declares_what_the_node_relies_on() -> None:
     assert lines["ReadWritePaths"] == "/var/lib/edge"
     assert lines["NoNewPrivileges"] == "yes"
     assert lines["User"] == "edge" and "gpio" in lines["SupplementaryGroups"].split()
+    # A pole whose link is down at boot must take calls at once, not after
+    # systemd-networkd-wait-online gives up (two minutes).
+    assert "network-online.target" not in lines.get("After", "") + lines.get("Wants", "")
 
 
 def test_the_shipped_watchdog_hands_a_hung_systemd_to_the_pi_hardware_watchdog() -> None:
