@@ -34,7 +34,7 @@ def minbase_seconds(cache: Path, work: Path) -> float:
     """mmdebstrap's bare minbase of the same suite from the same cached packages."""
     config = load(CONFIG)
     debs = cache / "debs" / rootfs.deb_cache_key(config)
-    if not (debs / "Packages").exists():
+    if not (debs / rootfs.COMPLETE).exists():
         raise SystemExit("no package cache yet: build the image once first (make image)")
     started = time.monotonic()
     subprocess.run(["mmdebstrap", "--quiet", "--arch=arm64", "--variant=minbase", "--mode=root",
@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     cache = build.default_cache()
-    warm = (cache / "debs").is_dir() and any((cache / "debs").glob("*/Packages"))
+    warm = (cache / "debs" / rootfs.deb_cache_key(load(CONFIG)) / rootfs.COMPLETE).exists()
     # Memory-backed work space if there is room: the build writes ~2 GB it then throws away.
     with tempfile.TemporaryDirectory(prefix="edge-image-bench-") as tmp:
         work = Path(tmp)

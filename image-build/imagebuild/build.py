@@ -111,7 +111,7 @@ def build(config_path: Path, out: Path, cache: Path, *, keep_work: bool = False)
     cmd = rootfs.mmdebstrap_command(config, root, debs, customize=[hook])
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch), "PYTHONPATH": str(IMAGE_BUILD),
            "TZ": "UTC", "LC_ALL": "C.UTF-8"}
-    cold = not (debs / "Packages").exists()
+    cold = not (debs / rootfs.COMPLETE).exists()
     with progress() as bar:
         t = time.monotonic()
         label = "root A: Debian packages from " + ("the mirror (first build)" if cold
@@ -128,7 +128,7 @@ def build(config_path: Path, out: Path, cache: Path, *, keep_work: bool = False)
             unmount_below(root)
         bar.remove_task(task)
     if cold:
-        rootfs.index_debs(debs)
+        rootfs.index_debs(debs, config)
     step("root filesystem (mmdebstrap, venv, units)", t)
 
     t = time.monotonic()

@@ -71,7 +71,7 @@ def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
                  f'chroot "$1" dpkg-divert --quiet --local --rename --add {path}',
                  f'printf %s {shlex.quote(stub)} > "$1{path}"', f'chmod 755 "$1{path}"']
     cmd.append("--essential-hook=" + " && ".join(hook))
-    complete = (debs / "Packages").exists()
+    complete = (debs / COMPLETE).exists()
     if not complete:
         cmd.append(f'--customize-hook=mkdir -p {shlex.quote(str(debs))} && '
                    f'cp -a "$1"/var/cache/apt/archives/*.deb {shlex.quote(str(debs))}/')
@@ -86,16 +86,23 @@ def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
     return cmd
 
 
-def index_debs(debs: Path) -> None:
-    """Turn the folder of kept .debs into a flat apt repository (Packages) for the next build."""
-    out = subprocess.run(["apt-ftparchive", "packages", "."], cwd=debs, capture_output=True,
-                         check=True).stdout
-    (debs / "Packages.partial").write_bytes(out)
-    release = subprocess.run(["apt-ftparchive", "release", "."], cwd=debs, capture_output=True,
-                             check=True).stdout
+def index_debs(debs: Path, config: ImageConfig) -> None:
+    """Turn the folder of kept .debs into a flat apt repository for the next build."""
+    packages = subprocess.run(["apt-ftparchive", "packages", "."], cwd=debs,
+                              capture_output=True, check=True).stdout
+    (debs / "Packages").write_bytes(packages)
+    suite = config.debian.suite
+    release = subprocess.run(
+        ["apt-ftparchive", "-o", f"APT::FTPArchive::Release::Suite={suite}",
+         "-o", f"APT::FTPArchive::Release::Codename={suite}",
+         "-o", "APT::FTPArchive::Release::Architectures=arm64 all", "release", "."],
+        cwd=debs, capture_output=True, check=True).stdout
     (debs / "Release").write_bytes(release)
-    # Packages last: its presence is what marks the cache complete.
-    (debs / "Packages.partial").rename(debs / "Packages")
+    # Last: its presence marks the cache complete.
+    (debs / COMPLETE).write_text(f"{len(list(debs.glob('*.deb')))} packages\n")
+
+
+COMPLETE = "complete"
 
 
 def run_mmdebstrap(cmd: list[str], env: dict[str, str], log: Path,
@@ -133,44 +140,76 @@ def in_root(root: Path, args: list[str], env: dict[str, str]) -> str:
 
 
 def customize(root: Path, plan: dict[str, str]) -> None:
-    """Runs as mmdebstrap's customize hook (proc, sys and dev are mounted in root)."""
-    config_path = Path(plan["config"])
+    """Runs as mmdebstrap's customize hook (proc, sys and dev are mounted in root); prints
+    each step with its time into the build log."""
     from imagebuild.config import load
 
-    config = load(config_path)
-    sde = int(plan["source_date_epoch"])
-    env = chroot_env(sde)
-    # The files every pole has: mount table, services, udev and journald settings.
-    shutil.copytree(OVERLAY, root, dirs_exist_ok=True, symlinks=True)
-    write_generated(root, config)
-    install_units(root)
-    restore_stand_ins(root, config, env)
-    compress_modules(root)
-    make_initramfs(root, env)
-    # The node's venv, filled from the wheels folder only (bind-mounted, read-only) by pip
-    # run from its own wheel, so the venv holds no pip.
-    wheels = root / "tmp" / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "--bind", "-o", "ro", plan["wheels"], str(wheels)], check=True)
-    try:
-        venv = str(config.python.venv)
-        pip = sorted(Path(plan["wheels"]).glob("pip-*.whl"))[-1].name
-        in_root(root, ["python3", "-m", "venv", "--system-site-packages", "--without-pip", venv],
-                env)
-        in_root(root, [f"{venv}/bin/python", f"/tmp/wheels/{pip}/pip", "install", "--quiet",
-                       "--no-index", "--find-links", "/tmp/wheels", "--constraint",
-                       "/tmp/wheels/constraints.txt", "--no-compile",
-                       "--no-warn-script-location", f"safecity-edge=={plan['version']}"], env)
-    finally:
-        subprocess.run(["umount", str(wheels)], check=True)
-        wheels.rmdir()
-    byte_compile(root, config, env)
-    # The node imports systemd-python from Debian's python3-systemd (no wheel exists).
-    in_root(root, [f"{venv}/bin/python", "-c", "import systemd.daemon, edge.cli"], env)
-    in_root(root, ["systemd-sysusers"], env)
-    in_root(root, ["systemctl", "enable", *ENABLE], env)
-    in_root(root, ["systemctl", "disable", *DISABLE], env)
-    clean(root)
+    config = load(Path(plan["config"]))
+    env = chroot_env(int(plan["source_date_epoch"]))
+    venv = str(config.python.venv)
+
+    def files() -> None:
+        # The files every pole has: mount table, services, udev and journald settings.
+        copy_overlay(root)
+        write_generated(root, config)
+        install_units(root)
+
+    def fill_venv() -> None:
+        # From the wheels folder only (bind-mounted, read-only), by pip run from its own
+        # wheel, so the venv holds no pip.
+        wheels = root / "tmp" / "wheels"
+        wheels.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "--bind", "-o", "ro", plan["wheels"], str(wheels)], check=True)
+        try:
+            pip = sorted(Path(plan["wheels"]).glob("pip-*.whl"))[-1].name
+            in_root(root, ["python3", "-m", "venv", "--system-site-packages", "--without-pip",
+                           venv], env)
+            in_root(root, [f"{venv}/bin/python", f"/tmp/wheels/{pip}/pip", "install", "--quiet",
+                           "--no-index", "--find-links", "/tmp/wheels", "--constraint",
+                           "/tmp/wheels/constraints.txt", "--no-compile",
+                           "--no-warn-script-location", f"safecity-edge=={plan['version']}"],
+                    env)
+        finally:
+            subprocess.run(["umount", str(wheels)], check=True)
+            wheels.rmdir()
+
+    def check_imports() -> None:
+        # The node imports systemd-python from Debian's python3-systemd (no wheel exists).
+        in_root(root, [f"{venv}/bin/python", "-c", "import systemd.daemon, edge.cli"], env)
+
+    def services() -> None:
+        in_root(root, ["systemd-sysusers"], env)
+        in_root(root, ["systemctl", "enable", *ENABLE], env)
+        in_root(root, ["systemctl", "disable", *DISABLE], env)
+
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("files, units", files),
+        ("stand-ins removed, hwdb (native)", lambda: restore_stand_ins(root, config, env)),
+        ("kernel modules compressed (native)", lambda: compress_modules(root)),
+        ("initramfs", lambda: make_initramfs(root, env)),
+        ("venv filled", fill_venv),
+        ("byte-compiled", lambda: byte_compile(root, config, env)),
+        ("imports checked", check_imports),
+        ("users, services", services),
+        ("cleaned", lambda: clean(root)),
+    ]
+    for name, run in steps:
+        began = time.monotonic()
+        run()
+        print(f"I: customize: {name} ({time.monotonic() - began:.1f} s)", flush=True)
+
+
+def copy_overlay(root: Path) -> None:
+    """image-build/overlay/ into the root, with modes set here rather than taken from the
+    checkout (a clone's umask would otherwise end up in the image)."""
+    for src in sorted(OVERLAY.rglob("*")):
+        dest = root / src.relative_to(OVERLAY)
+        if src.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            dest.chmod(0o755)
+        else:
+            shutil.copyfile(src, dest)
+            dest.chmod(0o755 if os.access(src, os.X_OK) else 0o644)
 
 
 def stand_ins(config: ImageConfig) -> dict[str, str]:
@@ -280,14 +319,15 @@ def write_generated(root: Path, config: ImageConfig) -> None:
 
 def install_units(root: Path) -> None:
     systemd = REPO / "systemd"
-    lib = root / "usr/lib"
-    shutil.copy2(systemd / "edge-node.service", lib / "systemd/system/edge-node.service")
-    shutil.copy2(systemd / "edge-node.sysusers.conf", lib / "sysusers.d/edge-node.conf")
-    shutil.copy2(systemd / "edge-node.tmpfiles.conf", lib / "tmpfiles.d/edge-node.conf")
-    dropins = root / "etc/systemd/system.conf.d"
-    dropins.mkdir(parents=True, exist_ok=True)
-    for conf in (systemd / "system.conf.d").glob("*.conf"):
-        shutil.copy2(conf, dropins / conf.name)
+    copies = {systemd / "edge-node.service": "usr/lib/systemd/system/edge-node.service",
+              systemd / "edge-node.sysusers.conf": "usr/lib/sysusers.d/edge-node.conf",
+              systemd / "edge-node.tmpfiles.conf": "usr/lib/tmpfiles.d/edge-node.conf"}
+    for conf in sorted((systemd / "system.conf.d").glob("*.conf")):
+        copies[conf] = f"etc/systemd/system.conf.d/{conf.name}"
+    for src, dest in copies.items():
+        (root / dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, root / dest)
+        (root / dest).chmod(0o644)
 
 
 def clean(root: Path) -> None:

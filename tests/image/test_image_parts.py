@@ -158,7 +158,7 @@ def test_mmdebstrap_uses_the_mirror_the_first_time_and_only_the_cache_after(
     assert any(a.startswith("--customize-hook=mkdir -p") and str(debs) in a for a in cold)
     assert any("MODULES=list" in a for a in cold if a.startswith("--essential-hook"))
     debs.mkdir()
-    (debs / "Packages").write_text("")
+    (debs / rootfs.COMPLETE).write_text("")
     warm = rootfs.mmdebstrap_command(config, tmp_path / "root", debs, customize=["true"])
     assert warm[-1] == f"deb [trusted=yes] file://{debs} ./"
     assert not any(config.debian.mirror in a for a in warm)
