@@ -42,11 +42,19 @@ def _partial(dest: Path) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+    # The Imager list and SHA256SUMS both need the card's hash: read its gigabytes once.
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _HASHED:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(CHUNK):
+                digest.update(block)
+        _HASHED[key] = digest.hexdigest()
+    return _HASHED[key]
+
+
+_HASHED: dict[tuple[str, int, int, int], str] = {}
 
 
 def installed_debs(rootfs: Path) -> list[DebPackage]:

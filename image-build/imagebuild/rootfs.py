@@ -242,8 +242,9 @@ def compress_modules(root: Path) -> None:
     do (kmod loads .ko.xz), natively and in parallel, then rebuild modules.dep with the host's
     depmod. A third of the root filesystem and of the download goes."""
     modules = sorted((root / "usr/lib/modules").glob("*/kernel/**/*.ko"))
-    # The kernel's own settings for compressed modules: CRC32 check, 1 MiB dictionary.
-    filters = [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 1 << 20}]
+    # The kernel's own settings for compressed modules (CRC32 check, 1 MiB dictionary), at
+    # preset 0: six times faster than 6 and 10 % larger.
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": 0, "dict_size": 1 << 20}]
 
     def squeeze(path: Path) -> None:
         packed = lzma.compress(path.read_bytes(), format=lzma.FORMAT_XZ,
