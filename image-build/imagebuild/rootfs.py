@@ -54,7 +54,7 @@ def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
     cmd = ["mmdebstrap", "--verbose", "--arch=arm64", "--variant=minbase", "--mode=root",
            "--format=directory", f"--components={','.join(d.components)}",
            f"--include={','.join(d.packages)}", "--aptopt=APT::Install-Recommends false",
-           "--skip=essential/unlink", "--skip=cleanup/apt/cache",
+           "--skip=essential/unlink",
            # No fsync per file: the tree is copied into a filesystem image afterwards anyway.
            "--dpkgopt=force-unsafe-io"]
     cmd += [f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES]
@@ -76,7 +76,6 @@ def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
         cmd.append(f'--customize-hook=mkdir -p {shlex.quote(str(debs))} && '
                    f'cp -a "$1"/var/cache/apt/archives/*.deb {shlex.quote(str(debs))}/')
     cmd += [f"--customize-hook={c}" for c in customize]
-    cmd.append('--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb')
     cmd += [d.suite, str(target)]
     if complete:
         cmd += ["--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
@@ -231,7 +230,12 @@ def restore_stand_ins(root: Path, config: ImageConfig, env: dict[str, str]) -> N
     for path in stand_ins(config):
         (root / path.lstrip("/")).unlink()
         in_root(root, ["dpkg-divert", "--quiet", "--local", "--rename", "--remove", path], env)
-    done = subprocess.run(["systemd-hwdb", f"--root={root}", "--usr", "update"],
+    # Not --root: systemd-hwdb then records each source file under the build's path. In a
+    # private mount namespace the image's udev folders are where the pole has them.
+    script = (f'mount --bind "{root}/usr/lib/udev" /usr/lib/udev && '
+              f'mkdir -p "{root}/etc/udev" && mount --bind "{root}/etc/udev" /etc/udev && '
+              "systemd-hwdb --usr update")
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0 or not (root / "usr/lib/udev/hwdb.bin").exists():
         raise RootfsError(f"systemd-hwdb (host) failed on the image's hwdb.d:\n{done.stderr}")
