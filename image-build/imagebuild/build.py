@@ -106,6 +106,7 @@ def build(config_path: Path, out: Path, cache: Path, *, keep_work: bool = False)
     root = work / "rootfs"
     plan = work / "plan.json"
     plan.write_text(json.dumps({"config": str(config_path.resolve()), "wheels": str(wheel_cache),
+                                "debs": str(debs.resolve()),
                                 "version": version, "source_date_epoch": str(epoch)}))
     hook = (f"{sys.executable} -m imagebuild.rootfs \"$1\" {plan}")
     cmd = rootfs.mmdebstrap_command(config, root, debs, customize=[hook])

@@ -72,14 +72,17 @@ def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
                  f'printf %s {shlex.quote(stub)} > "$1{path}"', f'chmod 755 "$1{path}"']
     cmd.append("--essential-hook=" + " && ".join(hook))
     complete = (debs / COMPLETE).exists()
-    if not complete:
+    if complete:
+        # Mounts the cache at its own path inside the root while packages install; placed
+        # before our hooks so that it is unmounted before the customize step cleans up.
+        cmd.append("--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount")
+    else:
         cmd.append(f'--customize-hook=mkdir -p {shlex.quote(str(debs))} && '
                    f'cp -a "$1"/var/cache/apt/archives/*.deb {shlex.quote(str(debs))}/')
     cmd += [f"--customize-hook={c}" for c in customize]
     cmd += [d.suite, str(target)]
     if complete:
-        cmd += ["--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
-                f"deb [trusted=yes] file://{debs} ./"]
+        cmd.append(f"deb [trusted=yes] file://{debs} ./")
     else:
         cmd.append(f"deb {d.mirror} {d.suite} {' '.join(d.components)}")
     return cmd
@@ -182,6 +185,7 @@ def customize(root: Path, plan: dict[str, str]) -> None:
         in_root(root, ["systemctl", "disable", *DISABLE], env)
 
     steps: list[tuple[str, Callable[[], None]]] = [
+        ("cache mount point removed", lambda: remove_unowned_dirs(root, Path(plan["debs"]))),
         ("files, units", files),
         ("stand-ins removed, hwdb (native)", lambda: restore_stand_ins(root, config, env)),
         ("kernel modules compressed (native)", lambda: compress_modules(root)),
@@ -196,6 +200,23 @@ def customize(root: Path, plan: dict[str, str]) -> None:
         began = time.monotonic()
         run()
         print(f"I: customize: {name} ({time.monotonic() - began:.1f} s)", flush=True)
+
+
+def remove_unowned_dirs(root: Path, path: Path) -> None:
+    """The package cache was mounted at its host path inside the root (a cached build); its
+    empty folders stay behind. Remove them up to the first folder a package owns (/root,
+    /tmp), so a cached build leaves the same tree as one from the mirror."""
+    owned = {"/"}
+    for listing in (root / "var/lib/dpkg/info").glob("*.list"):
+        owned.update(listing.read_text().splitlines())
+    here = path
+    while str(here) not in owned and here != here.parent:
+        folder = root / here.relative_to("/")
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        elif folder.exists():
+            break
+        here = here.parent
 
 
 def copy_overlay(root: Path) -> None:

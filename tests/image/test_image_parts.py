@@ -224,3 +224,19 @@ def test_the_image_installs_the_locked_versions_without_the_test_tools() -> None
     text = wheels.constraints(load(CONFIG))
     assert "paho-mqtt==" in text and "setuptools==" in text
     assert wheels.project_version().count(".") == 2
+
+
+def test_a_cached_build_leaves_no_trace_of_the_cache_folder_in_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "var/lib/dpkg/info").mkdir(parents=True)
+    (root / "var/lib/dpkg/info/base-files.list").write_text("/.\n/root\n/tmp\n")
+    mounted = Path("/tmp/ci-cache/safecity-edge/image/debs/0123abcd")
+    (root / mounted.relative_to("/")).mkdir(parents=True)
+    (root / "tmp/keep.txt").write_text("x")
+    rootfs.remove_unowned_dirs(root, mounted)
+    assert sorted(p.name for p in (root / "tmp").iterdir()) == ["keep.txt"]
+    # A folder that is not empty is never removed.
+    (root / "root/.cache/x").mkdir(parents=True)
+    (root / "root/.cache/x/file").write_text("x")
+    rootfs.remove_unowned_dirs(root, Path("/root/.cache/x/y"))
+    assert (root / "root/.cache/x/file").exists()
