@@ -4,7 +4,6 @@ and its retained status has reached the broker inside the guest."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -19,14 +18,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "image-build" / "image.yaml"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Rebuild(threading.Thread):
@@ -100,8 +91,8 @@ def test_the_outputs_are_all_there_and_checked(first: build.Built) -> None:
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=first.img.parent,
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    sums = dict(reversed(line.split()) for line in
-                (first.img.parent / "SHA256SUMS").read_text().splitlines())
+    sums = {name: digest for digest, name in
+            (line.split() for line in (first.img.parent / "SHA256SUMS").read_text().splitlines())}
     xz = first.img.with_name(first.img.name + ".xz")
     # Budget: the compressed image a technician downloads.
     assert xz.stat().st_size <= 500 * 10**6, f"{xz.stat().st_size / 1e6:.0f} MB"
@@ -132,7 +123,7 @@ def test_the_image_boots_in_qemu_and_the_node_reaches_ready_with_its_status_at_t
     assert "ro" in str(facts["root"]).split(","), facts
     assert facts["machine_id"] == facts["saved_machine_id"], facts
     assert "node.yaml" in facts["provisioned"], facts  # type: ignore[operator]
-    assert not [u for u in facts["failed_units"] if u], facts  # type: ignore[union-attr]
+    assert not [u for u in facts["failed_units"] if u], facts  # type: ignore[attr-defined]
     print(f"boot: READY after {boot.ready_s:.1f} s (guest: {boot.ready_guest_s:.1f} s since "
           f"the kernel started), powered off after {boot.powered_off_s:.1f} s")
 
