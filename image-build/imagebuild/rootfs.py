@@ -77,8 +77,12 @@ def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
         # before our hooks so that it is unmounted before the customize step cleans up.
         cmd.append("--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount")
     else:
+        # The .debs, and the mirror's index: its Priority fields decide what minbase means,
+        # and a .deb alone does not carry them.
+        index = shlex.quote(str(debs / MIRROR_INDEX))
         cmd.append(f'--customize-hook=mkdir -p {shlex.quote(str(debs))} && '
-                   f'cp -a "$1"/var/cache/apt/archives/*.deb {shlex.quote(str(debs))}/')
+                   f'cp -a "$1"/var/cache/apt/archives/*.deb {shlex.quote(str(debs))}/ && '
+                   f'cat "$1"/var/lib/apt/lists/*_Packages > {index}')
     cmd += [f"--customize-hook={c}" for c in customize]
     cmd += [d.suite, str(target)]
     if complete:
@@ -90,7 +94,9 @@ def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
 
 def index_debs(debs: Path, config: ImageConfig) -> None:
     """Turn the folder of kept .debs into a flat apt repository for the next build."""
-    packages = subprocess.run(["apt-ftparchive", "packages", "."], cwd=debs,
+    override = debs / "override"
+    override.write_text(priorities(debs / MIRROR_INDEX))
+    packages = subprocess.run(["apt-ftparchive", "packages", ".", override.name], cwd=debs,
                               capture_output=True, check=True).stdout
     (debs / "Packages").write_bytes(packages)
     suite = config.debian.suite
@@ -105,6 +111,20 @@ def index_debs(debs: Path, config: ImageConfig) -> None:
 
 
 COMPLETE = "complete"
+MIRROR_INDEX = "mirror.Packages"
+
+
+def priorities(index: Path) -> str:
+    """apt-ftparchive's override file (package, priority, section) from the mirror's index,
+    so the cache says which packages are 'required' exactly as the archive did."""
+    lines = []
+    for stanza in index.read_text().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines()
+                      if ": " in line and not line.startswith(" "))
+        if "Package" in fields:
+            lines.append(f"{fields['Package']} {fields.get('Priority', 'optional')} "
+                         f"{fields.get('Section', 'misc')}")
+    return "\n".join(sorted(set(lines))) + "\n"
 
 
 def run_mmdebstrap(cmd: list[str], env: dict[str, str], log: Path,
