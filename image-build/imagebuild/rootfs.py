@@ -65,7 +65,7 @@ def mmdebstrap_command(config: ImageConfig, target: Path, debs: Path, *,
             f'printf "%s\\n" {shlex.quote(modules)} > "$1/etc/initramfs-tools/modules"']
     # What takes minutes under emulation and seconds natively is answered by stand-ins while
     # the packages install, and done by the host afterwards: udev's hardware database, and
-    # Python's byte-compiling (see native_steps).
+    # Python's byte-compiling (see restore_stand_ins and byte_compile).
     for path, stub in stand_ins(config).items():
         hook += [f'mkdir -p "$1{Path(path).parent}"',
                  f'chroot "$1" dpkg-divert --quiet --local --rename --add {path}',
