@@ -16,10 +16,11 @@ SYSTEM_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config gcc pyt
 # The image build and its tests: mmdebstrap with qemu-user for arm64, filesystems without
 # mounting (dosfstools, mtools, e2fsprogs, fdisk), bmap-tools, xz, apt-utils (the package
 # cache as a repository), qemu-system-arm (the boot test), diffoscope (what differs), udev
-# and kmod (systemd-hwdb and depmod run natively on the image's files).
+# and kmod (systemd-hwdb and depmod run natively on the image's files); u-boot-tools and
+# libubootenv-tool (the A/B boot script and slot state), u-boot-qemu (U-Boot for the tests).
 IMAGE_PACKAGES := mmdebstrap qemu-user-static binfmt-support arch-test dosfstools mtools \
                   e2fsprogs fdisk bmap-tools xz-utils apt-utils qemu-system-arm \
-                  diffoscope-minimal udev kmod
+                  diffoscope-minimal udev kmod u-boot-tools libubootenv-tool u-boot-qemu
 
 .PHONY: demo test lint bench models sysdeps sysdeps-image venv contract clean soak image
 

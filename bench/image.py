@@ -58,8 +58,9 @@ def main() -> int:
         built = build.build(CONFIG, work / "out", cache)
         base_s = minbase_seconds(cache, work)
         disk = qemu.prepare(built.img, work / "boot",
-                            ROOT / "image-build" / "boot-test" / "node.yaml")
-        boot = qemu.boot(load(CONFIG), disk, work / "boot")
+                            ROOT / "image-build" / "boot-test" / "node.yaml",
+                            extra_args=qemu.reporter_args(load(CONFIG)))
+        boot = qemu.boot(disk, work / "boot")
         img = built.img
         xz = img.with_name(img.name + ".xz")
         stored = os.stat(img).st_blocks * 512

@@ -74,12 +74,43 @@ def unmount_below(path: Path) -> None:
         subprocess.run(["umount", "-l", mnt], check=False)
 
 
-def build(config_path: Path, out: Path, cache: Path, *, keep_work: bool = False) -> Built:
+def default_signing_key(cache: Path) -> Path:
+    """A development release key kept beside the package cache, made on first use: images
+    built with it trust only bundles signed with it. Releases use the city's key."""
+    return cache.parent / "release-key" / "development.pem"
+
+
+def signing_key(path: Path) -> Path:
+    """The release key's public half (made with the key if this is the development key)."""
+    from firmware.keys import generate
+
+    if not path.exists():
+        console.print(f"[yellow]no release key at {path}: making a development key there; "
+                      "nodes from this image accept only updates signed with it[/]")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        generate(path)
+    public = path.with_suffix(".pub")
+    if not public.exists():
+        raise rootfs.RootfsError(f"{public} is missing: the image must carry the public key "
+                                 f"of {path} (edge-firmware keygen writes both)")
+    return public
+
+
+def release_json(config: ImageConfig, version: str, epoch: int, release: str) -> str:
+    commit = release.partition("+g")[2]
+    return json.dumps({"version": version, "build": epoch, "commit": commit,
+                       "boards": config.boards}, sort_keys=True)
+
+
+def build(config_path: Path, out: Path, cache: Path, *, keep_work: bool = False,
+          key: Path | None = None) -> Built:
     config = load(config_path)
     tools.check_host()
     epoch = source_date_epoch()
     version = wheels.project_version()
     release = release_of(version)
+    key = key or default_signing_key(cache)
+    public_key = signing_key(key)
     work = out / "work"
     unmount_below(work)
     shutil.rmtree(work, ignore_errors=True)
@@ -107,7 +138,9 @@ def build(config_path: Path, out: Path, cache: Path, *, keep_work: bool = False)
     plan = work / "plan.json"
     plan.write_text(json.dumps({"config": str(config_path.resolve()), "wheels": str(wheel_cache),
                                 "debs": str(debs.resolve()),
-                                "version": version, "source_date_epoch": str(epoch)}))
+                                "version": version, "source_date_epoch": str(epoch),
+                                "release": release_json(config, version, epoch, release),
+                                "public_key": str(public_key.resolve())}))
     hook = (f"{sys.executable} -m imagebuild.rootfs \"$1\" {plan}")
     cmd = rootfs.mmdebstrap_command(config, root, debs, customize=[hook])
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch), "PYTHONPATH": str(IMAGE_BUILD),
@@ -165,7 +198,13 @@ def build(config_path: Path, out: Path, cache: Path, *, keep_work: bool = False)
     step("filesystems and partition table", t)
 
     t = time.monotonic()
-    files = publish(config, img, release, epoch, debs_list, dists)
+    bundle = out / f"{name}.bundle"
+    make_bundle(config, root_img, bundle, key=key, version=version, epoch=epoch,
+                release=release)
+    step("update bundle (root A, signed)", t)
+
+    t = time.monotonic()
+    files = publish(config, img, release, epoch, debs_list, dists, bundle)
     step("xz, bmap, checksums, Imager list, SBOM", t)
     steps["total"] = time.monotonic() - started
     if not keep_work:
@@ -174,8 +213,19 @@ def build(config_path: Path, out: Path, cache: Path, *, keep_work: bool = False)
     return Built(img=img, files=files, version=release, kernel=kernel, steps=steps)
 
 
+def make_bundle(config: ImageConfig, root_img: Path, out: Path, *, key: Path, version: str,
+                epoch: int, release: str) -> None:
+    """Root A as an update for the nodes already in the field, signed with the release key."""
+    from firmware import bundle, keys
+
+    bundle.make(root_img, out, key=keys.load_private(key), version=version, build=epoch,
+                commit=release.partition("+g")[2], boards=list(config.boards),
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)))
+
+
 def publish(config: ImageConfig, img: Path, release: str, epoch: int,
-            debs: list[outputs.DebPackage], dists: list[outputs.PythonDist]) -> list[Path]:
+            debs: list[outputs.DebPackage], dists: list[outputs.PythonDist],
+            bundle: Path) -> list[Path]:
     xz = img.with_name(img.name + ".xz")
     with progress(download=True) as bar:
         task = bar.add_task("xz: the compressed image", total=img.stat().st_size)
@@ -195,7 +245,7 @@ def publish(config: ImageConfig, img: Path, release: str, epoch: int,
                                          source_date_epoch=epoch, namespace_seed=release,
                                          debs=debs, dists=dists, suite=config.debian.suite),
                        sbom)
-    files = [img, xz, bmap, os_list, sbom]
+    files = [img, xz, bmap, os_list, sbom, bundle]
     sums = img.parent / "SHA256SUMS"
     outputs.write_sha256sums(files, sums)
     return [*files, sums]
@@ -222,15 +272,32 @@ def boot_files(config: ImageConfig, root: Path, kernel: str, work: Path) -> dict
         if not (trees / dtb).exists():
             raise rootfs.RootfsError(f"kernel {kernel} has no device tree {dtb}")
         files[dtb] = trees / dtb
-    files["vmlinuz"] = root / "boot" / f"vmlinuz-{kernel}"
-    files["initrd.img"] = root / "boot" / f"initrd.img-{kernel}"
+    files["u-boot.bin"] = root / "usr/lib/u-boot/rpi_arm64/u-boot.bin"
     (work / "config.txt").write_text(CONFIG_TXT)
-    (work / "cmdline.txt").write_text(
-        f"console=tty0 console=ttyS1,115200 root=PARTUUID={config.ids.partuuid(2)} "
-        "rootfstype=ext4 ro rootwait fsck.repair=yes\n")
     files["config.txt"] = work / "config.txt"
-    files["cmdline.txt"] = work / "cmdline.txt"
+    files.update(ab_boot(config, work / "ab"))
     return files
+
+
+def ab_boot(config: ImageConfig, work: Path) -> dict[str, Path]:
+    """U-Boot's part of the A/B boot: the boot script (with this image's disk id and kernel
+    arguments) and both copies of the slot state, saying: boot A, no trial."""
+    from firmware.bootctl import Slot
+    from firmware.bootctl.uboot import COPIES, UBoot, boot_script
+
+    work.mkdir(parents=True, exist_ok=True)
+    source = work / "boot.cmd"
+    source.write_text(boot_script(config.ids.disk_id.removeprefix("0x"), KERNEL_ARGS))
+    scr = work / "boot.scr"
+    run = subprocess.run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none",
+                          "-n", "safecity-edge A/B", "-d", str(source), str(scr)],
+                         capture_output=True, text=True, check=False,
+                         env={**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch())})
+    if run.returncode != 0:
+        raise rootfs.RootfsError(f"mkimage failed: {run.stderr}")
+    slots = {Slot.A: config.ids.partuuid(2), Slot.B: config.ids.partuuid(3)}
+    UBoot(work, partuuids=slots, cmdline=f"root=PARTUUID={slots[Slot.A]}").commit()
+    return {"boot.scr": scr, **{name: work / name for name in COPIES}}
 
 
 def data_skeleton(root: Path, tree: Path) -> Path:
@@ -266,12 +333,16 @@ def progress(download: bool = False) -> Progress:
     return Progress(*columns, console=console, transient=True)
 
 
+# Kernel arguments the boot script gives every slot (it adds root=PARTUUID=… of the slot).
+# The serial console is the GPIO header's UART (ttyS1 on the Pi); the last console= wins.
+KERNEL_ARGS = "console=tty0 console=ttyS1,115200 rootfstype=ext4 fsck.repair=yes"
+
 CONFIG_TXT = """\
-# The Raspberry Pi firmware boots Debian's kernel from this partition (Pi 3, Pi 4, CM4).
+# The Raspberry Pi firmware starts U-Boot (Pi 3, Pi 4, CM4); U-Boot's boot.scr picks root
+# slot A or B and loads Debian's kernel and initramfs from that slot's /boot.
 arm_64bit=1
 upstream_kernel=1
-kernel=vmlinuz
-initramfs initrd.img followkernel
+kernel=u-boot.bin
 # The console on the GPIO header's UART (pins 8 and 10), 115200 baud.
 enable_uart=1
 # Let the firmware's hardware watchdog and GPIO work with the mainline device trees.
@@ -300,9 +371,13 @@ def main() -> None:
                         help="kept .debs and wheels (default: ~/.cache/safecity-edge/image)")
     parser.add_argument("--keep-work", action="store_true",
                         help="keep the root tree and filesystem images in OUT/work")
+    parser.add_argument("--key", type=Path, default=None,
+                        help="the release key that signs the bundle; its public half goes "
+                        "into the image (default: a development key beside the cache)")
     args = parser.parse_args()
     try:
-        built = build(args.config, args.out, args.cache, keep_work=args.keep_work)
+        built = build(args.config, args.out, args.cache, keep_work=args.keep_work,
+                      key=args.key)
     except (ImageConfigError, tools.HostNotReady, wheels.WheelError, rootfs.RootfsError,
             disk.DiskError) as exc:
         console.print(f"[red]image build failed:[/] {exc}")

@@ -14,6 +14,7 @@ BOARD_DEVICE_TREES = {
     "pi3": ["bcm2837-rpi-3-a-plus.dtb", "bcm2837-rpi-3-b.dtb", "bcm2837-rpi-3-b-plus.dtb",
             "bcm2837-rpi-cm3-io3.dtb"],
     "pi4": ["bcm2711-rpi-4-b.dtb", "bcm2711-rpi-400.dtb", "bcm2711-rpi-cm4-io.dtb"],
+    "qemu": [],  # QEMU hands U-Boot and the kernel its own device tree
 }
 
 
@@ -78,7 +79,7 @@ class PublishSection(Section):
 class ImageConfig(Section):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
     description: str
-    boards: list[Literal["pi3", "pi4"]] = Field(min_length=1)
+    boards: list[Literal["pi3", "pi4", "qemu"]] = Field(min_length=1)
     debian: DebianSection
     python: PythonSection
     partitions: PartitionSection = Field(default_factory=PartitionSection)

@@ -1,6 +1,8 @@
-"""Boot the built image under qemu-system-aarch64 -M virt (software emulation, no network):
-Debian's kernel and initramfs from the image's boot partition, root A from the image, a
-technician's files written onto the boot partition, and the console read line by line."""
+"""Boot the built image under qemu-system-aarch64 -M virt (software emulation): Debian's
+U-Boot runs the image's boot.scr, which boots root A or B with that slot's kernel; a
+technician's files are written onto the boot partition, and the console is read line by line.
+`boot()` is one boot that powers off by itself; `Machine` keeps running across reboots (with
+user-mode networking, the host is 10.0.2.2) until it is killed like a power cut."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from imagebuild.config import ImageConfig
 
 BOOT_TEST = Path(__file__).resolve().parents[1] / "boot-test"
 MARK = "EDGE-TEST "
+UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+SLOT_LINE = "safecity-ab: booting slot "
+ENV = {"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
 
 
 class BootError(Exception):
@@ -43,42 +48,88 @@ def fat_offset(img: Path) -> int:
 
 
 def mtools(args: list[str]) -> None:
-    subprocess.run(args, check=True, capture_output=True, env={"MTOOLS_SKIP_CHECK": "1",
-                                                               "PATH": "/usr/bin:/bin"})
+    subprocess.run(args, check=True, capture_output=True, env=ENV)
 
 
-def prepare(img: Path, work: Path, node_yaml: Path) -> Path:
+def fat(disk: Path) -> str:
+    """The boot partition, as mtools names it."""
+    return f"{disk}@@{fat_offset(disk)}"
+
+
+def prepare(img: Path, work: Path, node_yaml: Path, *, extra_args: str,
+            reporter: bool = True) -> Path:
     """A sparse copy of the image with the node's config on the boot partition (as a technician
-    puts it there) and the reporter beside it; the kernel and initramfs copied out for qemu."""
+    puts it there), the reporter beside it, and kernel arguments for the test added to both
+    copies of the A/B state (`bootargs_extra`, which the boot script appends)."""
     work.mkdir(parents=True, exist_ok=True)
     disk = work / "card.img"
     subprocess.run(["cp", "--sparse=always", str(img), str(disk)], check=True)
-    fat = f"{disk}@@{fat_offset(disk)}"
-    mtools(["mmd", "-i", fat, "::edge", "::boot-test"])
-    mtools(["mcopy", "-i", fat, str(node_yaml), "::edge/node.yaml"])
-    mtools(["mcopy", "-i", fat, str(BOOT_TEST / "report.py"), "::boot-test/report.py"])
-    for name in ("vmlinuz", "initrd.img"):
-        mtools(["mcopy", "-n", "-i", fat, f"::{name}", str(work / name)])
+    mtools(["mmd", "-i", fat(disk), "::edge"])
+    mtools(["mcopy", "-i", fat(disk), str(node_yaml), "::edge/node.yaml"])
+    if reporter:
+        mtools(["mmd", "-i", fat(disk), "::boot-test"])
+        mtools(["mcopy", "-i", fat(disk), str(BOOT_TEST / "report.py"),
+                "::boot-test/report.py"])
+    set_state(disk, work, bootargs_extra=extra_args)
     return disk
 
 
-def boot(config: ImageConfig, disk: Path, work: Path, *, timeout_s: float = 420) -> Boot:
-    """Boot once; the guest runs the reporter, which powers it off when it is done."""
+def set_state(disk: Path, work: Path, **values: str) -> None:
+    """Set variables in both copies of the A/B state on the card, as U-Boot would."""
+    from firmware.bootctl.uboot import COPIES, fw_env_config
+
+    for copy, name in enumerate(COPIES, start=1):
+        local = work / name
+        mtools(["mcopy", "-n", "-i", fat(disk), f"::{name}", str(local)])
+        config = work / f"fw_env-{copy}.config"
+        config.write_text(fw_env_config(work, copy))
+        for key, value in values.items():
+            subprocess.run(["fw_setenv", "-c", str(config), key, value], check=True,
+                           capture_output=True)
+        mtools(["mcopy", "-o", "-i", fat(disk), str(local), f"::{name}"])
+
+
+def state(disk: Path, work: Path) -> dict[str, str]:
+    """Copy 1 of the A/B state on the card (copy 2 if copy 1 is unreadable), as a dict."""
+    from firmware.bootctl.uboot import COPIES, fw_env_config
+
+    for copy, name in enumerate(COPIES, start=1):
+        local = work / f"read-{name}"
+        mtools(["mcopy", "-n", "-i", fat(disk), f"::{name}", str(local)])
+        config = work / f"read-fw_env-{copy}.config"
+        config.write_text(fw_env_config(work, copy).replace(name, local.name))
+        out = subprocess.run(["fw_printenv", "-c", str(config)], capture_output=True,
+                             text=True, check=False)
+        if out.returncode == 0 and out.stdout.strip():
+            return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return {}
+
+
+def qemu_command(disk: Path, *, network: bool) -> list[str]:
     if shutil.which("qemu-system-aarch64") is None:
         raise BootError("qemu-system-aarch64 is missing. As root: apt-get install qemu-system-arm")
+    if not UBOOT.exists():
+        raise BootError(f"{UBOOT} is missing. As root: apt-get install u-boot-qemu")
+    return ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
+            "-nographic", "-bios", str(UBOOT),
+            *(["-nic", "user,model=virtio-net-pci"] if network else ["-nic", "none"]),
+            "-drive", f"if=none,id=card,format=raw,file={disk},discard=unmap,detect-zeroes=unmap",
+            "-device", "virtio-blk-pci,drive=card"]
+
+
+def reporter_args(config: ImageConfig) -> str:
+    """Kernel arguments that run the boot test's reporter and power off after it, with the
+    console on qemu's serial port."""
     venv = config.python.venv
-    cmdline = " ".join([
-        f"root=PARTUUID={config.ids.partuuid(2)}", "rootfstype=ext4", "ro", "rootwait",
+    return " ".join([
         "console=ttyAMA0", "panic=-1",
         f'systemd.run="{venv}/bin/python /boot/firmware/boot-test/report.py"',
-        "systemd.run_success_action=poweroff", "systemd.run_failure_action=poweroff",
-    ])
-    cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
-           "-nographic", "-no-reboot", "-nic", "none",
-           "-kernel", str(work / "vmlinuz"), "-initrd", str(work / "initrd.img"),
-           "-append", cmdline,
-           "-drive", f"if=none,id=card,format=raw,file={disk}",
-           "-device", "virtio-blk-pci,drive=card"]
+        "systemd.run_success_action=poweroff", "systemd.run_failure_action=poweroff"])
+
+
+def boot(disk: Path, work: Path, *, timeout_s: float = 420) -> Boot:
+    """Boot once; the guest runs the reporter, which powers it off when it is done."""
+    cmd = [*qemu_command(disk, network=False), "-no-reboot"]
     result = Boot()
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -135,3 +186,75 @@ def note(result: Boot, line: str, at: float) -> None:
 
 def tail(result: Boot, lines: int = 60) -> str:
     return "\n--- last console lines ---\n" + "\n".join(result.console[-lines:])
+
+
+class Machine:
+    """The card in a qemu that keeps running across reboots, as a pole does; `kill()` is a
+    power cut. Every console line is kept (and logged); `expect` waits for one."""
+
+    def __init__(self, disk: Path, log: Path, *, network: bool = True) -> None:
+        self.disk, self.log_path, self.network = disk, log, network
+        self.lines: list[str] = []
+        self.boots: list[tuple[float, str]] = []  # (seconds since start, "A" or "B (trial…)")
+        self._seen = 0
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        self._new = threading.Condition(self._lock)
+        self.started = 0.0
+
+    def start(self) -> Machine:
+        self.started = time.monotonic()
+        self._seen = len(self.lines)
+        proc = subprocess.Popen(qemu_command(self.disk, network=self.network),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        self._proc = proc
+        threading.Thread(target=self._pump, args=(proc,), daemon=True).start()
+        return self
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        with self.log_path.open("a") as log:
+            for raw in proc.stdout:
+                line = raw.rstrip("\r\n")
+                log.write(line + "\n")
+                log.flush()
+                with self._new:
+                    self.lines.append(line)
+                    if SLOT_LINE in line:
+                        self.boots.append((time.monotonic() - self.started,
+                                           line.split(SLOT_LINE, 1)[1].strip()))
+                    self._new.notify_all()
+        with self._new:
+            self._new.notify_all()
+
+    def expect(self, text: str, timeout_s: float) -> str:
+        """The next console line containing `text` (after the last one matched)."""
+        deadline = time.monotonic() + timeout_s
+        with self._new:
+            while True:
+                for i in range(self._seen, len(self.lines)):
+                    if text in self.lines[i]:
+                        self._seen = i + 1
+                        return self.lines[i]
+                self._seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or (self._proc is not None and self._proc.poll() is not None):
+                    raise BootError(f"no console line with {text!r} within {timeout_s:.0f} s"
+                                    + self.tail())
+                self._new.wait(min(left, 1.0))
+
+    def tail(self, n: int = 60) -> str:
+        return "\n--- last console lines ---\n" + "\n".join(self.lines[-n:])
+
+    def kill(self) -> None:
+        """Pull the power: no shutdown, no flush of the guest's caches."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def __enter__(self) -> Machine:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.kill()

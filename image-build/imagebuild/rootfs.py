@@ -28,7 +28,8 @@ DPKG_EXCLUDES = ["/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",
 DPKG_INCLUDES = ["/usr/share/doc/*/copyright"]
 # Services enabled in the image, beyond what Debian's packages enable themselves.
 ENABLE = ["edge-node.service", "edge-provision.service", "edge-machine-id.service",
-          "edge-grow-data.service", "systemd-networkd.service", "systemd-resolved.service",
+          "edge-grow-data.service", "edge-firmware-install.path",
+          "edge-firmware-commit.service", "systemd-networkd.service", "systemd-resolved.service",
           "systemd-timesyncd.service"]
 # Installed for checks on site and the boot test, off unless asked for.
 DISABLE = ["mosquitto.service"]
@@ -210,6 +211,7 @@ def customize(root: Path, plan: dict[str, str]) -> None:
         ("stand-ins removed, hwdb (native)", lambda: restore_stand_ins(root, config, env)),
         ("kernel modules compressed (native)", lambda: compress_modules(root)),
         ("initramfs", lambda: make_initramfs(root, env)),
+        ("release, keys, kernel links", lambda: write_release(root, plan)),
         ("venv filled", fill_venv),
         ("byte-compiled", lambda: byte_compile(root, config, env)),
         ("imports checked", check_imports),
@@ -361,6 +363,28 @@ def write_generated(root: Path, config: ImageConfig) -> None:
         f"Types: deb\nURIs: {d.mirror}\nSuites: {d.suite} {d.suite}-updates\n"
         f"Components: {' '.join(d.components)}\n"
         "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+
+
+def write_release(root: Path, plan: dict[str, str]) -> None:
+    """What the updates need in every slot: which release this is, the keys a bundle must be
+    signed with, stable names for U-Boot to load the kernel by, and where the A/B state is."""
+    from firmware.bootctl.uboot import fw_env_config
+
+    lib = root / "usr/lib/safecity-edge"
+    (lib / "release-keys").mkdir(parents=True, exist_ok=True)
+    (lib / "release.json").write_text(plan["release"] + "\n")
+    public = Path(plan["public_key"])
+    shutil.copyfile(public, lib / "release-keys" / public.name)
+    for name in ("vmlinuz", "initrd.img"):
+        found = sorted((root / "boot").glob(f"{name}-*"))
+        link = root / "boot" / name
+        link.unlink(missing_ok=True)
+        if found:
+            link.symlink_to(found[-1].name)
+    boot_dir = Path("/boot/firmware")
+    (root / "etc/fw_env.config").write_text(fw_env_config(boot_dir, 1))
+    (root / "etc/safecity-edge").mkdir(parents=True, exist_ok=True)
+    (root / "etc/safecity-edge/fw_env-2.config").write_text(fw_env_config(boot_dir, 2))
 
 
 def install_units(root: Path) -> None:

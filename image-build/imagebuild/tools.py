@@ -29,11 +29,14 @@ TOOLS = [
     Tool("xz", "xz-utils", "the compressed image"),
     Tool("apt-ftparchive", "apt-utils", "the local package cache as an apt repository"),
     Tool("depmod", "kmod", "indexes the image's compressed kernel modules natively"),
+    Tool("mkimage", "u-boot-tools", "compiles the A/B boot script for U-Boot"),
+    Tool("fw_setenv", "libubootenv-tool", "writes the first A/B slot state"),
     Tool("systemd-hwdb", "udev", "compiles the image's hardware database natively (1 min "
          "under emulation)"),
 ]
 BOOT_TEST_TOOLS = [
     Tool("qemu-system-aarch64", "qemu-system-arm", "the boot test"),
+    Tool("/usr/lib/u-boot/qemu_arm64/u-boot.bin", "u-boot-qemu", "U-Boot for the boot test"),
 ]
 # Every Debian package the build and the boot test need on the host (Debian 12 or later).
 HOST_PACKAGES = sorted({t.package for t in TOOLS + BOOT_TEST_TOOLS}
@@ -46,7 +49,8 @@ class HostNotReady(Exception):
 
 def missing_tools(tools: list[Tool]) -> list[Tool]:
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    return [t for t in tools if shutil.which(t.command, path=path) is None]
+    return [t for t in tools if not (Path(t.command).is_file() if t.command.startswith("/")
+                                     else shutil.which(t.command, path=path))]
 
 
 def aarch64_binfmt() -> str | None:

@@ -11,13 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from imagebuild import build, qemu, tools
+from imagebuild import build, qemu
 from imagebuild.config import load
 
-pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(1800)]
+from tests.image.paths import CONFIG, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "image-build" / "image.yaml"
+pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(1800)]
 
 
 class Rebuild(threading.Thread):
@@ -38,12 +37,8 @@ class Rebuild(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-def first(tmp_path_factory: pytest.TempPathFactory) -> build.Built:
-    try:
-        tools.check_host(boot_test=True)
-    except tools.HostNotReady as exc:
-        pytest.fail(str(exc))
-    return build.build(CONFIG, tmp_path_factory.mktemp("image-1"), build.default_cache())
+def first(built_image: build.Built) -> build.Built:
+    return built_image
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +64,9 @@ def test_the_image_has_the_layout_the_pi_firmware_and_the_updates_expect(
                              capture_output=True, text=True, check=True,
                              env={"MTOOLS_SKIP_CHECK": "1"}).stdout
     names = {line.rsplit("/", 1)[-1] for line in listing.split()}
-    for needed in ("start4.elf", "fixup4.dat", "bootcode.bin", "vmlinuz", "initrd.img",
-                   "config.txt", "cmdline.txt", "bcm2711-rpi-4-b.dtb", "bcm2837-rpi-3-b.dtb"):
+    for needed in ("start4.elf", "fixup4.dat", "bootcode.bin", "u-boot.bin", "boot.scr",
+                   "safecity-ab-1.env", "safecity-ab-2.env", "config.txt",
+                   "bcm2711-rpi-4-b.dtb", "bcm2837-rpi-3-b.dtb"):
         assert needed in names, f"{needed} missing from the boot partition: {sorted(names)}"
     # Root B is empty until the first update: not one byte of it is stored in the image.
     start_b, size_b = parts[2]["start"] * 512, parts[2]["size"] * 512
@@ -87,7 +83,8 @@ def test_the_outputs_are_all_there_and_checked(first: build.Built) -> None:
     names = {f.name for f in first.files}
     stem = first.img.stem
     assert names == {first.img.name, f"{first.img.name}.xz", f"{stem}.bmap",
-                     f"{stem}.os_list.json", f"{stem}.spdx.json", "SHA256SUMS"}
+                     f"{stem}.os_list.json", f"{stem}.spdx.json", f"{stem}.bundle",
+                     "SHA256SUMS"}
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=first.img.parent,
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -110,8 +107,9 @@ def test_the_outputs_are_all_there_and_checked(first: build.Built) -> None:
 def test_the_image_boots_in_qemu_and_the_node_reaches_ready_with_its_status_at_the_broker(
         first: build.Built, tmp_path: Path) -> None:
     config = load(CONFIG)
-    disk = qemu.prepare(first.img, tmp_path, ROOT / "image-build" / "boot-test" / "node.yaml")
-    boot = qemu.boot(config, disk, tmp_path)
+    disk = qemu.prepare(first.img, tmp_path, ROOT / "image-build" / "boot-test" / "node.yaml",
+                        extra_args=qemu.reporter_args(config))
+    boot = qemu.boot(disk, tmp_path)
     assert boot.ready_s is not None, qemu.tail(boot)
     assert boot.status is not None, "no retained status reached the guest's broker" + \
         qemu.tail(boot)

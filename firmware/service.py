@@ -1,0 +1,216 @@
+"""The two root services of an update, run by systemd on the node:
+
+- the installer (`edge-firmware install-request`), started by a path unit when the node drops
+  `request.json`: downloads the bundle (resuming over broken connections), refuses what is
+  not signed for this node, streams the image into the slot not running, arms a trial boot
+  of it and reboots;
+- the commit service (`edge-firmware commit`), run on every boot: on a trial boot it waits for
+  the node to prove itself (the node writes `healthy.json` for this boot), then commits the
+  slot; if the node does not within the trial's time, or keeps crashing, it reboots and the
+  boot loader counts the try. On a boot that is not a trial it reports how the last update
+  ended (committed, or rolled back by the loader) and heals a damaged boot state.
+
+Progress and outcomes go to the node through `firmware.handoff`; the node tells the hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware import handoff
+from firmware.bootctl import BootControl, BootControlError, Slot
+from firmware.bundle import Reader, Refused
+from firmware.http import DownloadError, HttpStream
+from firmware.install import install
+from firmware.keys import TRUSTED_DIR, load_trusted
+from firmware.release import RELEASE_FILE, board, installed
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3  # an install cut short (power, crash) is started again at most this often
+
+
+@dataclass(frozen=True)
+class Node:
+    """Where this node keeps what an update needs; tests point these at a scratch tree."""
+
+    state: Path  # <data_dir>/firmware
+    slot_device: Callable[[Slot], Path]
+    keys: Path = TRUSTED_DIR
+    release: Path = RELEASE_FILE
+    proc: Path = Path("/")
+    reboot: Callable[[list[str]], None] = lambda argv: _run(argv)
+
+
+def _run(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, timeout=120)
+
+
+class _Hashing:
+    """The download as read, hashed on the way (the hub may name the bundle's SHA-256)."""
+
+    def __init__(self, stream: Reader) -> None:
+        self.stream, self.sha = stream, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n) or b""
+        self.sha.update(data)
+        return data
+
+
+def install_request(node: Node, boot: BootControl) -> str:
+    """Carry out request.json if there is one; returns the stage it ended in ('' if none)."""
+    req = handoff.read(node.state, handoff.REQUEST, handoff.Request)
+    if req is None:
+        handoff.remove(node.state, handoff.REQUEST)  # unreadable: nothing can be answered
+        return ""
+    cid = req.reply.id
+    last = handoff.read(node.state, handoff.PROGRESS, handoff.Progress)
+    attempt = last.attempt + 1 if last is not None and last.id == cid else 1
+
+    def report(stage: handoff.Stage, **kw: object) -> None:
+        handoff.write(node.state, handoff.PROGRESS,
+                      handoff.Progress(id=cid, stage=stage, attempt=attempt, **kw))  # type: ignore[arg-type]
+
+    def finish(stage: handoff.Stage, **kw: object) -> str:
+        report(stage, **kw)
+        handoff.remove(node.state, handoff.REQUEST)
+        log.warning("update %s %s: %s", cid, stage, kw.get("error", ""))
+        return stage
+
+    if last is not None and last.id == cid and last.stage in ("refused", "failed", "installed",
+                                                                 "rebooting"):
+        handoff.remove(node.state, handoff.REQUEST)  # finished before a crash removed it
+        return last.stage
+    if attempt > MAX_ATTEMPTS:
+        return finish("failed", error=f"the install was cut short {MAX_ATTEMPTS} times "
+                      "(power or crash); ask again once the pole is stable")
+    try:
+        state = boot.state()
+    except BootControlError as e:
+        return finish("failed", error=f"cannot read the boot state: {e}")
+    if state.trial is not None:
+        return finish("refused", reason="busy", error=f"slot {state.trial} is on trial; an "
+                      "update can come once it has been committed or rolled back")
+    slot = state.booted.other
+    device = node.slot_device(slot)
+    running = installed(node.release)
+    report("downloading", slot=slot.value)
+    last_report = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last_report[0] >= 1.0 or done == total:
+            last_report[0] = now
+            report("downloading", bytes=done, total=total, slot=slot.value)
+
+    try:
+        keys = load_trusted(node.keys)
+        stream = HttpStream(req.url)
+        source = _Hashing(stream)
+        with stream:
+            manifest = install(source, device, keys=keys, board=board(node.proc),
+                               installed=running, progress=progress)
+            while source.read(1 << 16):  # the rest of the file, if any, for the hash
+                pass
+    except Refused as e:
+        return finish("refused", reason=e.reason, error=str(e), slot=slot.value)
+    except DownloadError as e:
+        return finish("failed", error=str(e), slot=slot.value)
+    except OSError as e:
+        return finish("failed", error=f"writing slot {slot} ({device}): {e}", slot=slot.value)
+    if req.sha256 and source.sha.hexdigest() != req.sha256.lower():
+        return finish("failed", slot=slot.value, error="the bundle's SHA-256 is "
+                      f"{source.sha.hexdigest()}, not the {req.sha256} the hub named; slot "
+                      f"{slot} was written but not armed")
+    label = manifest.release().label()
+    handoff.write(node.state, handoff.PENDING, handoff.Pending(
+        reply=req.reply, version=label, slot=slot.value, from_slot=state.booted.value,
+        from_version=running.label() if running is not None else "unknown"))
+    try:
+        boot.start_trial(slot)
+    except BootControlError as e:
+        handoff.remove(node.state, handoff.PENDING)
+        return finish("failed", error=f"installed, but the trial could not be armed: {e}",
+                      version=label, slot=slot.value)
+    size = manifest.image_size
+    if not req.reboot:
+        return finish("installed", bytes=size, total=size, version=label, slot=slot.value)
+    finish("rebooting", bytes=size, total=size, version=label, slot=slot.value)
+    log.warning("update %s: rebooting into slot %s (%s) on trial", cid, slot, label)
+    node.reboot(boot.reboot_argv())
+    return "rebooting"
+
+
+def commit(node: Node, boot: BootControl, *, timeout_s: float, max_restarts: int = 3,
+           restarts: Callable[[], int] | None = None, poll_s: float = 1.0,
+           say: Callable[[str], None] = print) -> str:
+    """Run once per boot. Returns what happened: 'committed', 'reported', 'healed', 'idle',
+    or 'rebooting' (the trial failed this boot)."""
+    state = boot.state()
+    pending = handoff.read(node.state, handoff.PENDING, handoff.Pending)
+    if state.trial is None:
+        outcome = "idle"
+        if state.damaged:
+            say(f"boot state damaged ({state.damaged}); rewriting it for slot {state.booted}")
+            boot.commit()
+            outcome = "healed"
+        if pending is not None:
+            _report_end(node, boot, pending, state.booted)
+            outcome = "reported"
+        return outcome
+    if state.trial != state.booted:
+        say(f"slot {state.trial} is armed for a trial from slot {state.booted}; not this boot")
+        return "idle"
+    say(f"trial boot of slot {state.booted} ({state.tries} of {state.limit}): waiting up to "
+        f"{timeout_s:.0f} s for the node to prove itself healthy")
+    me = handoff.boot_id()
+    deadline = time.monotonic() + timeout_s
+    why = f"the node was not healthy within {timeout_s:.0f} s"
+    while time.monotonic() < deadline:
+        mark = handoff.read(node.state, handoff.HEALTHY, handoff.Healthy)
+        if mark is not None and mark.boot_id == me:
+            say(f"committing slot {state.booted}: the node is healthy ({_checks(mark)})")
+            boot.commit()
+            say(f"committed slot {state.booted}")
+            if pending is not None:
+                _report_end(node, boot, pending, state.booted)
+            handoff.remove(node.state, handoff.HEALTHY)
+            return "committed"
+        if restarts is not None and restarts() >= max_restarts:
+            why = f"the node restarted {max_restarts} times"
+            break
+        time.sleep(poll_s)
+    say(f"slot {state.booted} failed its trial boot {state.tries} of {state.limit}: {why}; "
+        "rebooting")
+    node.reboot(["systemctl", "reboot"])
+    return "rebooting"
+
+
+def _checks(mark: handoff.Healthy) -> str:
+    return ", ".join(f"{k} ok" for k, v in mark.checks.items() if v) or "checks passed"
+
+
+def _report_end(node: Node, boot: BootControl, pending: handoff.Pending, booted: Slot) -> None:
+    """The update is over: the slot it went to is running and committed, or the loader went
+    back. Written before pending.json goes, so a power cut in between reports it twice at
+    worst (the node answers once per command id)."""
+    running = installed(node.release)
+    now = running.label() if running is not None else "unknown"
+    if booted.value == pending.slot:
+        result = handoff.Result(reply=pending.reply, status="done", version=now,
+                                slot=booted.value)
+    else:
+        result = handoff.Result(
+            reply=pending.reply, status="failed", version=now, slot=booted.value,
+            error=f"rolled back: {pending.version} in slot {pending.slot} did not prove "
+            f"healthy in its trial boots; the boot loader went back to slot {booted.value} "
+            f"({now})")
+    handoff.write(node.state, handoff.RESULT, result)
+    handoff.remove(node.state, handoff.PENDING)

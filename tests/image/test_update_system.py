@@ -1,0 +1,341 @@
+"""Signed A/B updates on the real image under qemu, driven from a hub as a city would: the
+image from image.yaml boots through U-Boot's boot.scr on slot A, its node connects to a
+Mosquitto on this machine (10.0.2.2 from inside qemu) and takes `firmware.update` commands
+for bundles served over HTTP from here. One machine runs the whole sequence; a power cut is
+qemu killed. The scenario table is printed at the end (and written beside the console log)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from imagebuild import build, qemu
+
+from edge.localbroker import LocalBroker, free_port
+from firmware import bundle, keys
+from firmware.release import Release
+
+pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(3600)]
+
+NODE = "qemu-update-test"
+BOOT_S = 420  # one boot under emulation, U-Boot to the node connected (~90 s alone)
+
+
+# --- bundles: the next releases, made from the image's own root A ---
+
+def root_of(img: Path, out: Path) -> Path:
+    """Root A's filesystem image, cut out of the card image."""
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(img)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]
+    part = table["partitions"][1]
+    subprocess.run(["dd", f"if={img}", f"of={out}", "bs=1M", "conv=sparse",
+                    f"skip={part['start'] * 512}", f"count={part['size'] * 512}",
+                    "iflag=skip_bytes,count_bytes", "status=none"], check=True)
+    return out
+
+
+def debugfs(image: Path, script: str) -> None:
+    done = subprocess.run(["debugfs", "-w", "-f", "-", str(image)], input=script, text=True,
+                          capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def release_like(root: Path, work: Path, version: str, *, broken: bool = False) -> Path:
+    """A copy of root A that says it is `version`; `broken`: its node exits at once."""
+    image = work / f"root-{version}.ext4"
+    subprocess.run(["cp", "--sparse=always", str(root), str(image)], check=True)
+    old = subprocess.run(["debugfs", "-R", "cat /usr/lib/safecity-edge/release.json",
+                          str(image)], capture_output=True, text=True, check=True).stdout
+    release = {**json.loads(old), "version": version}
+    (work / "release.json").write_text(json.dumps(release) + "\n")
+    script = ("cd /usr/lib/safecity-edge\nrm release.json\n"
+              f"write {work / 'release.json'} release.json\n")
+    if broken:
+        (work / "edge-node").write_text(
+            "#!/bin/sh\necho 'this release is broken on purpose (update test)' >&2\nexit 1\n")
+        (work / "edge-node").chmod(0o755)
+        script += f"cd /opt/safecity-edge/bin\nrm edge-node\nwrite {work / 'edge-node'} edge-node\n"
+    debugfs(image, script)
+    return image
+
+
+@functools.cache
+def base_release(root: Path) -> Release:
+    raw = subprocess.run(["debugfs", "-R", "cat /usr/lib/safecity-edge/release.json",
+                          str(root)], capture_output=True, text=True, check=True).stdout
+    data = json.loads(raw)
+    return Release(version=data["version"], build=data["build"], commit=data["commit"],
+                   boards=tuple(data["boards"]))
+
+
+class Shelf:
+    """The bundles a release engineer would publish, served over plain HTTP."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, name: str) -> str:
+        return f"http://10.0.2.2:{self.server.server_port}/{name}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+# --- the hub ---
+
+class Hub:
+    """The city hub's side: sends commands, keeps every response, status and heartbeat."""
+
+    def __init__(self, broker: LocalBroker) -> None:
+        self.messages: list[tuple[float, str, dict[str, Any]]] = []
+        self._cv = threading.Condition()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hub-test",
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.subscribe(f"poles/{NODE}/#", qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            payload = json.loads(msg.payload)
+        except ValueError:
+            return
+        with self._cv:
+            self.messages.append((time.monotonic(), msg.topic, payload))
+            self._cv.notify_all()
+
+    def wait(self, leaf: str, match: Any, timeout_s: float, since: float = 0.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        with self._cv:
+            while True:
+                for at, topic, payload in self.messages:
+                    if at >= since and topic.endswith("/" + leaf) and match(payload):
+                        return payload
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [(t, p) for a, t, p in self.messages if a >= since][-8:]
+                    raise AssertionError(f"nothing on {leaf} matched within {timeout_s:.0f} s; "
+                                         f"last seen: {json.dumps(seen)[-3000:]}")
+                self._cv.wait(min(left, 1.0))
+
+    def command(self, name: str, **fields: Any) -> tuple[str, float]:
+        cid = f"{name}-{uuid.uuid4().hex[:8]}"
+        body = {"v": 1, "id": cid, "issued": datetime.now(UTC).isoformat(), **fields}
+        sent = time.monotonic()
+        self.client.publish(f"poles/{NODE}/cmd/{name}", json.dumps(body), qos=1)
+        return cid, sent
+
+    def response(self, cid: str, status: str | tuple[str, ...], timeout_s: float,
+                 since: float = 0.0) -> dict[str, Any]:
+        wanted = (status,) if isinstance(status, str) else status
+        return self.wait("response", lambda p: p.get("id") == cid and p.get("status") in wanted,
+                         timeout_s, since)
+
+    def online(self, version: str, timeout_s: float, since: float) -> dict[str, Any]:
+        """A heartbeat from the node running `version`."""
+        return self.wait("telemetry", lambda p: (p.get("firmware") or {}).get(
+            "version") == version, timeout_s, since)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+# --- the sequence ---
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, int, float]] = []
+
+    def add(self, scenario: str, outcome: str, boots: int, seconds: float) -> None:
+        self.rows.append((scenario, outcome, boots, seconds))
+
+    def render(self) -> str:
+        out = ["| scenario | outcome | boots | time |", "|---|---|---:|---:|"]
+        out += [f"| {s} | {o} | {b} | {t:.0f} s |" for s, o, b, t in self.rows]
+        return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def card(built_image: build.Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return built_image.img
+
+
+@contextlib.contextmanager
+def hub_broker(work: Path) -> Iterator[LocalBroker]:
+    broker = LocalBroker(work / "broker", port=free_port(), host="127.0.0.1")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def node_yaml(port: int) -> str:
+    return f"""\
+node: {{id: {NODE}, site: "Update test (qemu -M virt)", location: {{lat: 49.71, lon: 28.83}}}}
+hub: {{host: 10.0.2.2, port: {port}, keepalive_s: 5, reconnect_min_s: 0.5, reconnect_max_s: 2}}
+gpio:
+  pin_factory: mock
+  call_button: {{pin: 17, pull_up: true}}
+  call_led: {{pin: 27, active_high: true}}
+timings: {{heartbeat_s: 5}}
+"""
+
+
+def test_updates_commit_roll_back_refuse_and_survive_power_cuts(
+        card: Path, tmp_path: Path) -> None:
+    table = Table()
+    shelf_dir = tmp_path / "shelf"
+    shelf_dir.mkdir()
+    root = root_of(card, tmp_path / "root-a.ext4")
+    base = base_release(root)
+    key = keys.load_private(build.default_signing_key(build.default_cache()))
+
+    def publish(version: str, *, broken: bool = False) -> str:
+        image = release_like(root, tmp_path, version, broken=broken)
+        name = f"edge-{version}.bundle"
+        bundle.make(image, shelf_dir / name, key=key, version=version, build=base.build,
+                    commit=base.commit, boards=list(base.boards))
+        image.unlink()
+        return name
+
+    good, bad, later = publish("0.2.0"), publish("0.3.0", broken=True), publish("0.5.0")
+    # A bundle altered after signing: one byte of its payload, and one of its manifest.
+    tampered = shelf_dir / "edge-0.5.0-tampered.bundle"
+    shutil.copyfile(shelf_dir / later, tampered)
+    with tampered.open("r+b") as f:
+        f.seek(tampered.stat().st_size * 3 // 4)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    forged = shelf_dir / "edge-0.5.0-forged.bundle"
+    data = bytearray((shelf_dir / later).read_bytes()[:1 << 20])
+    at = data.index(b'"0.5.0"')
+    data[at:at + 7] = b'"0.9.0"'
+    forged.write_bytes(bytes(data) + (shelf_dir / later).read_bytes()[1 << 20:])
+
+    with hub_broker(tmp_path) as broker:
+        hub = Hub(broker)
+        shelf = Shelf(shelf_dir)
+        disk = qemu.prepare(card, tmp_path, _write(tmp_path / "node.yaml",
+                                                   node_yaml(broker.port)),
+                            extra_args="console=ttyAMA0", reporter=False)
+        log = tmp_path / "console.log"
+        vm = qemu.Machine(disk, log).start()
+        try:
+            # 1. the card as flashed: slot A, the image's release, the node connected
+            t0 = time.monotonic()
+            vm.expect("safecity-ab: booting slot A", 120)
+            hub.online(base.version, BOOT_S, t0)
+
+            # 2. a good update: installed into B, one trial boot, committed, stays
+            t = time.monotonic()
+            cid, sent = hub.command("firmware.update", url=shelf.url(good))
+            hub.response(cid, "accepted", 60, sent)
+            seen = hub.wait("response", lambda p: p.get("id") == cid and (
+                p.get("firmware") or {}).get("stage") == "rebooting", 900, sent)
+            assert seen["firmware"]["slot"] == "B"
+            vm.expect("safecity-ab: booting slot B (trial 1 of 3)", 300)
+            done = hub.response(cid, ("done", "failed"), BOOT_S + 120, sent)
+            assert done["status"] == "done", done
+            hub.online("0.2.0", 60, sent)
+            table.add("good bundle 0.2.0: install into B, trial boot, commit", "committed, "
+                      "running B", 1, time.monotonic() - t)
+            t = time.monotonic()
+            cid, sent = hub.command("reboot", delay_s=0)
+            vm.expect("safecity-ab: booting slot B", 300)
+            hub.online("0.2.0", BOOT_S, sent)
+            table.add("reboot after the commit", "stays on B", 1, time.monotonic() - t)
+
+            # 3. a bad update: its node never gets healthy; three tries, then back to B
+            t = time.monotonic()
+            cid, sent = hub.command("firmware.update", url=shelf.url(bad))
+            hub.wait("response", lambda p: p.get("id") == cid and (
+                p.get("firmware") or {}).get("stage") == "rebooting", 900, sent)
+            for n in (1, 2, 3):
+                vm.expect(f"safecity-ab: booting slot A (trial {n} of 3)", BOOT_S)
+            vm.expect("back to slot B", BOOT_S)
+            vm.expect("safecity-ab: booting slot B", 60)
+            failed = hub.response(cid, ("done", "failed"), BOOT_S, sent)
+            assert failed["status"] == "failed" and "rolled back" in failed["error"], failed
+            hub.online("0.2.0", 60, sent)
+            table.add("bad bundle 0.3.0 (node never healthy)", "3 trial boots of A, back on B "
+                      "by itself, reported failed", 4, time.monotonic() - t)
+
+            # 4. altered bundles: refused, nothing switched, no reboot
+            for name, reasons in ((forged.name, ("bad_signature",)),
+                                  (tampered.name, ("tampered",))):
+                t = time.monotonic()
+                boots_before = len(vm.boots)
+                cid, sent = hub.command("firmware.update", url=shelf.url(name))
+                refused = hub.response(cid, "failed", 900, sent)
+                assert refused["firmware"]["reason"] in reasons, refused
+                assert len(vm.boots) == boots_before
+                table.add(f"{'forged manifest' if 'forged' in name else 'altered payload byte'}"
+                          f" ({refused['firmware']['reason']})", "refused, still B", 0,
+                          time.monotonic() - t)
+
+            # 5. power cut while installing: B comes back; the install starts again by itself
+            t = time.monotonic()
+            cid, sent = hub.command("firmware.update", url=shelf.url(later))
+            hub.wait("response", lambda p: p.get("id") == cid and (
+                p.get("firmware") or {}).get("percent", 0) >= 30, 900, sent)
+            vm.kill()
+            cut = time.monotonic()
+            vm.start()
+            vm.expect("safecity-ab: booting slot B", 120)
+            hub.online("0.2.0", BOOT_S, cut)
+            table.add("power cut during the install (at ≥ 30 %)", "back on B, install "
+                      "started again", 1, time.monotonic() - t)
+
+            # 6. power cut while committing: the node comes back on a good slot
+            t = time.monotonic()
+            vm.expect("safecity-ab: booting slot A (trial 1 of 3)", 900)
+            vm.expect("committing slot A", BOOT_S)
+            vm.kill()
+            cut = time.monotonic()
+            vm.start()
+            line = vm.expect("safecity-ab: booting slot", 120)
+            end = hub.response(cid, ("done", "failed"), BOOT_S + 120, sent)
+            assert end["status"] == "done", end
+            hub.online("0.5.0", 120, cut)
+            table.add("power cut during the commit of 0.5.0", f"came back on "
+                      f"{line.split('booting ', 1)[1]}, committed, running A", 2,
+                      time.monotonic() - t)
+        finally:
+            vm.kill()
+            shelf.close()
+            hub.close()
+    text = table.render() + f"\n\nboots in all: {len(vm.boots)}; " + ", ".join(
+        f"{b}" for _, b in vm.boots)
+    (tmp_path / "scenarios.md").write_text(text + "\n")
+    print("\n" + text)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
