@@ -46,9 +46,10 @@ soak: sysdeps $(STAMP)
 	$(BIN)/python -m tests.soak --minutes $${MINUTES:-10} --seed $${SEED:-1}
 
 # The pole's SD-card image into build/image/ (.img, .img.xz, .bmap, SHA256SUMS, Imager list,
-# SBOM); the .debs and wheels are kept in ~/.cache/safecity-edge/image. Runs as root.
+# SBOM, update bundle); the .debs and wheels are kept in ~/.cache/safecity-edge/image. Runs as
+# root. IMAGE_ARGS="--key /secure/city-release.pem" signs with the city's release key.
 image: sysdeps-image $(STAMP)
-	PYTHONPATH=image-build $(BIN)/python -m imagebuild.build
+	PYTHONPATH=image-build $(BIN)/python -m imagebuild.build $(IMAGE_ARGS)
 
 # Rebuild the detector models from the npm package (downloads TensorFlow into a cache venv).
 models: $(STAMP)

@@ -38,6 +38,7 @@ from edge.contract.commands import (
     Command,
     CommandId,
     ConfigSet,
+    FirmwareUpdate,
     Reboot,
     Response,
     Selftest,
@@ -45,6 +46,7 @@ from edge.contract.commands import (
 )
 from edge.contract.topics import NodeTopics
 from edge.telemetry import Counters
+from edge.update import FirmwareDesk
 from edge.uplink import ReplyTo
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class CommandDesk:
         self.control = control
         self.config_path = config_path
         self.trial = ConfigTrial(config_path) if config_path is not None else None
+        self.firmware: FirmwareDesk | None = None  # the node plugs in its own
         self._synced = synced
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
@@ -196,6 +199,8 @@ class CommandDesk:
                                             interval_s=command.interval_s))
             elif isinstance(command, Reboot):
                 self._reboot(command, reply)
+            elif isinstance(command, FirmwareUpdate):
+                self._firmware(command, reply)
         except Exception as e:  # a bug in one command must not silence the others
             log.exception("command %s (%s) failed", command.id, name)
             self.answer(reply, Response(id=command.id, command=name, status="failed",
@@ -242,6 +247,17 @@ class CommandDesk:
             error=f"restarting with it; the previous config comes back unless the node is "
             f"healthy and connected within {trial_s:.0f} s"))
         self.control.restart(f"config change {command.id}")
+
+    def _firmware(self, command: FirmwareUpdate, reply: ReplyTo) -> None:
+        if self.firmware is None:
+            self._reject(reply, command.id, "firmware.update", "this node takes no firmware "
+                         "updates (no firmware desk)")
+            return
+        response = self.firmware.start(command, reply)
+        if response.status == "rejected":
+            self._reject(reply, command.id, "firmware.update", response.error)
+        else:
+            self.answer(reply, response)
 
     def _reboot(self, command: Reboot, reply: ReplyTo) -> None:
         log.warning("reboot asked by the hub (%s) in %.0f s: %s", command.id, command.delay_s,

@@ -48,6 +48,7 @@ from edge.record.pins import FootagePins
 from edge.telemetry import Counters
 from edge.tlsinfo import WARN_DAYS as CERT_WARN_DAYS
 from edge.tlsinfo import CertificateError, CertInfo, read_certificate
+from edge.update import FirmwareDesk
 from edge.uplink import ReplyTo, Uplink
 from edge.vision.events import VisionEvent
 
@@ -101,6 +102,8 @@ class Node:
         )
         self.commands = CommandDesk(cfg, self.topics, self.uplink, self.counters, self,
                                     config_path=config_path)
+        self.firmware = self.commands.firmware = FirmwareDesk(
+            cfg.data_dir / "firmware", self.commands.answer, lambda: self.uplink.connected)
         recorded = bool(cfg.cameras) and cfg.recording.enabled
         self.footage = FootagePins(cfg, self.counters) if recorded else None
         if recorded:
@@ -278,7 +281,7 @@ class Node:
             gps=self.cabinet.gps_stats(), sensors=self.cabinet.sensor_stats(),
             platform=(platform_stats(self.platform, clock.sync_state())
                       if self.platform is not None else None),
-            health=self.health,
+            health=self.health, firmware=self.firmware.stats(),
         )
 
     # --- what commands may ask (edge.commands.NodeControl) ---
@@ -428,9 +431,14 @@ class Node:
         self.alarm.tick()
         if now >= self._next_health:
             self._next_health = now + self._health_period
-            if self.check_health():
+            healthy = self.check_health()
+            if healthy:
                 self.notifier.ping()
             self._check_trial()
+            self.firmware.poll()
+            cameras = self.vision.stats().values() if self.vision is not None else ()
+            self.firmware.mark_healthy({"watchdog": healthy, "uplink": self.uplink.connected,
+                                        "cameras": all(c.online for c in cameras)})
         if now >= self._next_sample:
             self._next_sample = now + self.cfg.health.sample_s
             self.sample_health()

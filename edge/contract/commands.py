@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from edge.contract.payloads import Message
+from edge.contract.pole import FirmwareProgress
 
 CommandId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$",
                                  description="Chosen by the hub; echoed in every response")]
@@ -98,6 +99,22 @@ class TelemetryInterval(Command):
     for_s: Annotated[float, Field(gt=0, le=86400)] | None = None
 
 
+class FirmwareUpdate(Command):
+    """`cmd/firmware.update` — install the signed bundle at `url` into the root slot the node
+    is not running, reboot into it on trial and keep it only if the node proves healthy
+    (uplink connected, cameras delivering frames, watchdog fed) within the trial; otherwise
+    the boot loader goes back to the running slot by itself."""
+
+    url: str = Field(pattern=r"^https?://", max_length=2048,
+                     description="Where to GET the bundle (.sfw); downloads resume over "
+                     "broken connections")
+    sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{64}$",
+        description="SHA-256 of the bundle file; the slot is not armed if it differs")
+    reboot: bool = Field(default=True, description="false: install and arm the trial, and "
+                         "reboot later with cmd/reboot")
+
+
 # name on the topic → its model; the node answers `rejected` for any other name
 COMMANDS: dict[str, type[Command]] = {
     "clip.request": ClipRequest,
@@ -105,6 +122,7 @@ COMMANDS: dict[str, type[Command]] = {
     "selftest": Selftest,
     "reboot": Reboot,
     "telemetry.interval": TelemetryInterval,
+    "firmware.update": FirmwareUpdate,
 }
 
 
@@ -142,6 +160,9 @@ class Response(Message):
     interval_s: float | None = Field(default=None, description="telemetry.interval: now in force")
     config_sha256: str | None = Field(
         default=None, description="config.set: SHA-256 of the config file now in force")
+    firmware: FirmwareProgress | None = Field(
+        default=None, description="firmware.update: where the update stands (each `accepted` "
+        "answer after the first is a progress report)")
     previous: Response | None = Field(
         default=None, description="duplicate: the last answer given to the first command with "
         "this id")

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from edge.contract.pole import (
     ClockSource,
+    FirmwareStats,
     GpsStats,
     Health,
     HealthState,
@@ -210,6 +211,8 @@ class Heartbeat(Message):
         default_factory=dict, description="Each Modbus register by name, with its unit")
     platform: PlatformStats | None = Field(default=None, description="SoC, disk, clock, load")
     health: Health = Field(default_factory=lambda: Health(state="ok"))
+    firmware: FirmwareStats | None = Field(default=None, description="The release running, "
+                                           "its slot, an update's progress or outcome")
 
 
 class EventPhase(StrEnum):

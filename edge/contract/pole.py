@@ -1,7 +1,8 @@
 """Telemetry of the pole's hardware beyond the call button: cabinet inputs and relays, the PTZ
-head, the GPS receiver, the Modbus sensors, the platform (SoC, disk, clock) and the node's
-health verdict. Part of the heartbeat on `poles/<node>/telemetry`; the verdict is also in the
-retained status."""
+head, the GPS receiver, the Modbus sensors, the platform (SoC, disk, clock), the firmware it
+runs (and an update's progress) and the node's health verdict. Part of the heartbeat on
+`poles/<node>/telemetry`; the verdict is also in the retained status, an update's progress
+also in the answers to `cmd/firmware.update`."""
 
 from __future__ import annotations
 
@@ -100,3 +101,39 @@ class Health(_Stats):
     state: HealthState = Field(description="ok; degraded: working, with reasons a crew "
                                "should look at; failed: cannot do its job")
     reasons: list[str] = Field(default_factory=list)
+
+
+FirmwareStage = Literal["queued", "downloading", "installed", "rebooting", "trial", "committed",
+                        "rolled_back", "refused", "failed"]
+
+
+class FirmwareProgress(_Stats):
+    """Where a firmware update stands: in the answers to `cmd/firmware.update` and in the
+    heartbeat's `firmware.update`."""
+
+    stage: FirmwareStage = Field(
+        description="queued: waiting for the installer; downloading: streaming into the idle "
+        "slot; installed: armed, waiting for a reboot (reboot: false); rebooting: into the "
+        "slot on trial; trial: running it, not yet healthy; committed: kept; rolled_back: "
+        "the boot loader went back to the previous slot; refused: the bundle was not "
+        "accepted (see reason); failed: the install could not be done (see the error)")
+    bytes: int = Field(default=0, description="Of the image, written so far")
+    total: int = Field(default=0, description="The image's size, once known")
+    percent: float = 0
+    version: str = Field(default="", description="The bundle's release, once read")
+    slot: str = Field(default="", description="The slot the bundle goes into (A or B); "
+                      "committed, rolled_back: the slot now running")
+    reason: str = Field(default="", description="refused: not_a_bundle, unsigned, "
+                        "bad_signature, untrusted_key, wrong_board, older, same_version, "
+                        "too_big, tampered, truncated, malformed, busy")
+
+
+class FirmwareStats(_Stats):
+    """The firmware the node runs, from its root filesystem's release file."""
+
+    version: str = Field(default="", description="'' on a system without a release file")
+    build: int | None = Field(default=None, description="Commit time of the build (unix)")
+    commit: str = ""
+    slot: str = Field(default="", description="The root slot booted: A or B ('' if unknown)")
+    update: FirmwareProgress | None = Field(
+        default=None, description="An update under way, or how the last one ended")
