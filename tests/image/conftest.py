@@ -1,7 +1,12 @@
 """The image, built once per test run from image.yaml and shared by the image's system tests
-(its layout and boot, and the update sequence)."""
+(its layout and boot, and the update sequence). EDGE_TEST_IMAGE=<a built .img> lets the
+update sequence run against an image built before (e.g. by `make image`), to work on it
+without building again; the build's own tests always build."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 from imagebuild import build, tools
@@ -16,3 +21,13 @@ def built_image(tmp_path_factory: pytest.TempPathFactory) -> build.Built:
     except tools.HostNotReady as exc:
         pytest.fail(str(exc))
     return build.build(CONFIG, tmp_path_factory.mktemp("image-1"), build.default_cache())
+
+
+@pytest.fixture(scope="session")
+def card_image(request: pytest.FixtureRequest) -> Path:
+    """The card the update sequence runs on: EDGE_TEST_IMAGE, else this run's build."""
+    given = os.environ.get("EDGE_TEST_IMAGE")
+    if given:
+        return Path(given)
+    built: build.Built = request.getfixturevalue("built_image")
+    return built.img

@@ -179,11 +179,6 @@ class Table:
         return "\n".join(out)
 
 
-@pytest.fixture(scope="module")
-def card(built_image: build.Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return built_image.img
-
-
 @contextlib.contextmanager
 def hub_broker(work: Path) -> Iterator[LocalBroker]:
     broker = LocalBroker(work / "broker", port=free_port(), host="127.0.0.1")
@@ -207,7 +202,8 @@ timings: {{heartbeat_s: 5}}
 
 
 def test_updates_commit_roll_back_refuse_and_survive_power_cuts(
-        card: Path, tmp_path: Path) -> None:
+        card_image: Path, tmp_path: Path) -> None:
+    card = card_image
     table = Table()
     shelf_dir = tmp_path / "shelf"
     shelf_dir.mkdir()
