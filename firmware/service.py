@@ -15,6 +15,7 @@ Progress and outcomes go to the node through `firmware.handoff`; the node tells 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import subprocess
@@ -28,7 +29,7 @@ from firmware.bootctl import BootControl, BootControlError, Slot
 from firmware.bundle import Reader, Refused
 from firmware.http import DownloadError, HttpStream
 from firmware.install import install
-from firmware.keys import TRUSTED_DIR, load_trusted
+from firmware.keys import TRUSTED_DIR, ReleaseKeyError, load_trusted
 from firmware.release import RELEASE_FILE, board, installed
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,12 @@ def install_request(node: Node, boot: BootControl) -> str:
         state = boot.state()
     except BootControlError as e:
         return finish("failed", error=f"cannot read the boot state: {e}")
+    pending = handoff.read(node.state, handoff.PENDING, handoff.Pending)
+    if pending is not None and pending.reply.id == cid and state.trial is not None \
+            and state.trial.value == pending.slot:
+        # armed before a power cut cut the rest short: the trial is this request's
+        handoff.remove(node.state, handoff.REQUEST)
+        return "rebooting"
     if state.trial is not None:
         return finish("refused", reason="busy", error=f"slot {state.trial} is on trial; an "
                       "update can come once it has been committed or rolled back")
@@ -121,7 +128,7 @@ def install_request(node: Node, boot: BootControl) -> str:
                 pass
     except Refused as e:
         return finish("refused", reason=e.reason, error=str(e), slot=slot.value)
-    except DownloadError as e:
+    except (DownloadError, ReleaseKeyError) as e:
         return finish("failed", error=str(e), slot=slot.value)
     except OSError as e:
         return finish("failed", error=f"writing slot {slot} ({device}): {e}", slot=slot.value)
@@ -136,7 +143,16 @@ def install_request(node: Node, boot: BootControl) -> str:
     try:
         boot.start_trial(slot)
     except BootControlError as e:
-        handoff.remove(node.state, handoff.PENDING)
+        try:
+            boot.abandon()  # copy 1 may hold the trial already: the next boot must not try it
+            handoff.remove(node.state, handoff.PENDING)
+        except BootControlError as again:
+            log.error("update %s: the half-armed trial of slot %s could not be cancelled "
+                      "either: %s", cid, slot, again)
+            with contextlib.suppress(BootControlError):
+                if boot.state().trial is None:
+                    handoff.remove(node.state, handoff.PENDING)
+            # else pending.json stays: the commit service reports how the trial ends
         return finish("failed", error=f"installed, but the trial could not be armed: {e}",
                       version=label, slot=slot.value)
     size = manifest.image_size
@@ -161,9 +177,11 @@ def commit(node: Node, boot: BootControl, *, timeout_s: float, max_restarts: int
             say(f"boot state damaged ({state.damaged}); rewriting it for slot {state.booted}")
             boot.commit()
             outcome = "healed"
-        if pending is not None:
+        asked = handoff.read(node.state, handoff.REQUEST, handoff.Request)
+        if pending is not None and (asked is None or asked.reply.id != pending.reply.id):
             _report_end(node, boot, pending, state.booted)
             outcome = "reported"
+        # else: cut between pending.json and arming; the installer runs that request again
         return outcome
     if state.trial != state.booted:
         say(f"slot {state.trial} is armed for a trial from slot {state.booted}; not this boot")
