@@ -1,11 +1,13 @@
 """The image, built once per test run from image.yaml and shared by the image's system tests
-(its layout and boot, and the update sequence). EDGE_TEST_IMAGE=<a built .img> lets the
+(its layout and boot, the update sequence), and its second build for the reproducibility
+check, run in the background from the first image test on. EDGE_TEST_IMAGE=<a built .img> lets the
 update sequence run against an image built before (e.g. by `make image`), to work on it
 without building again; the build's own tests always build."""
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,30 @@ def built_image(tmp_path_factory: pytest.TempPathFactory) -> build.Built:
     except tools.HostNotReady as exc:
         pytest.fail(str(exc))
     return build.build(CONFIG, tmp_path_factory.mktemp("image-1"), build.default_cache())
+
+
+class Rebuild(threading.Thread):
+    """The second build of the same inputs, run while the first one is checked and booted
+    (most of a build is one emulated dpkg at a time: the other core has room)."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__(daemon=True)
+        self.out = out
+        self.built: build.Built | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.built = build.build(CONFIG, self.out, build.default_cache())
+        except BaseException as exc:
+            self.error = exc
+
+
+@pytest.fixture(scope="session")
+def rebuild(built_image: build.Built, tmp_path_factory: pytest.TempPathFactory) -> Rebuild:
+    job = Rebuild(tmp_path_factory.mktemp("image-2"))
+    job.start()
+    return job
 
 
 @pytest.fixture(scope="session")

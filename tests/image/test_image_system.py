@@ -1,39 +1,22 @@
-"""The real image: built from image.yaml (Debian's archive, PyPI's aarch64 wheels), built a
-second time to the same bytes, and booted under qemu-system-aarch64 until the node is READY
-and its retained status has reached the broker inside the guest."""
+"""The real image: built from image.yaml (Debian's archive, PyPI's aarch64 wheels), checked,
+and booted under qemu-system-aarch64 until the node is READY and its retained status has
+reached the broker inside the guest. (Built a second time to the same bytes:
+test_reproducible.py; updated: test_image_updates.py.)"""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 from imagebuild import build, qemu
 from imagebuild.config import load
 
+from tests.image.conftest import Rebuild
 from tests.image.paths import CONFIG, ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(1800)]
-
-
-class Rebuild(threading.Thread):
-    """The second build of the same inputs, run while the first one is checked and booted
-    (most of a build is one emulated dpkg at a time: the other core has room)."""
-
-    def __init__(self, out: Path) -> None:
-        super().__init__(daemon=True)
-        self.out = out
-        self.built: build.Built | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.built = build.build(CONFIG, self.out, build.default_cache())
-        except BaseException as exc:
-            self.error = exc
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +24,9 @@ def first(built_image: build.Built) -> build.Built:
     return built_image
 
 
-@pytest.fixture(scope="module")
-def rebuild(first: build.Built, tmp_path_factory: pytest.TempPathFactory) -> Rebuild:
-    job = Rebuild(tmp_path_factory.mktemp("image-2"))
-    job.start()
-    return job
-
-
 def test_the_image_has_the_layout_the_pi_firmware_and_the_updates_expect(
         first: build.Built, rebuild: Rebuild) -> None:
+    # (`rebuild` starts the second build now, so that it runs while this one is checked)
     config = load(CONFIG)
     table = json.loads(subprocess.run(["sfdisk", "--json", str(first.img)], capture_output=True,
                                       text=True, check=True).stdout)["partitiontable"]
@@ -124,33 +101,3 @@ def test_the_image_boots_in_qemu_and_the_node_reaches_ready_with_its_status_at_t
     assert not [u for u in facts["failed_units"] if u], facts  # type: ignore[attr-defined]
     print(f"boot: READY after {boot.ready_s:.1f} s (guest: {boot.ready_guest_s:.1f} s since "
           f"the kernel started), powered off after {boot.powered_off_s:.1f} s")
-
-
-def test_a_second_build_from_the_same_inputs_gives_the_same_bytes(
-        first: build.Built, rebuild: Rebuild) -> None:
-    rebuild.join()
-    if rebuild.error is not None:
-        raise rebuild.error
-    second = rebuild.built
-    assert second is not None
-    out = second.img.parent
-    # SHA256SUMS holds every output's hash (checked against the files in the test above).
-    sums_1 = (first.img.parent / "SHA256SUMS").read_text().splitlines()
-    sums_2 = (out / "SHA256SUMS").read_text().splitlines()
-    check = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=out,
-                           capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
-    differing = [a.split()[1] for a, b in zip(sums_1, sums_2, strict=True) if a != b]
-    if differing:
-        pytest.fail(f"not reproducible: {differing} differ\n" + diffoscope(first, second))
-
-
-def diffoscope(first: build.Built, second: build.Built) -> str:
-    """What differs, for the failure message: diffoscope on the image (it opens partitions
-    and filesystems), cut to a readable length."""
-    if shutil.which("diffoscope") is None:
-        return "(install diffoscope-minimal to see what differs)"
-    run = subprocess.run(["diffoscope", "--no-progress", "--max-report-size", "200000",
-                          "--text", "-", str(first.img), str(second.img)],
-                         capture_output=True, text=True, check=False, timeout=900)
-    return run.stdout[:20000] or run.stderr[-5000:]
