@@ -47,6 +47,8 @@ class Node:
     release: Path = RELEASE_FILE
     proc: Path = Path("/")
     reboot: Callable[[list[str]], None] = lambda argv: _run(argv)
+    # the node reads progress every 5 s: time for it to tell the hub "rebooting" first
+    reboot_grace_s: float = 6.0
 
 
 def _run(argv: list[str]) -> None:
@@ -160,6 +162,7 @@ def install_request(node: Node, boot: BootControl) -> str:
         return finish("installed", bytes=size, total=size, version=label, slot=slot.value)
     finish("rebooting", bytes=size, total=size, version=label, slot=slot.value)
     log.warning("update %s: rebooting into slot %s (%s) on trial", cid, slot, label)
+    time.sleep(node.reboot_grace_s)
     node.reboot(boot.reboot_argv())
     return "rebooting"
 

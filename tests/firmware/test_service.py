@@ -71,7 +71,7 @@ class Pole:
     def node(self) -> Node:
         return Node(state=self.state, slot_device=self.slots.__getitem__, keys=self.keys,
                     release=self.release_file(self.running), proc=self.root,
-                    reboot=self.reboots.append)
+                    reboot=self.reboots.append, reboot_grace_s=0)
 
     def boot(self) -> UBoot:
         """The boot control of the running system, as `detect` makes it from /proc/cmdline."""
@@ -332,7 +332,7 @@ from firmware.service import Node, install_request
 p = json.loads(sys.argv[1])
 node = Node(state=Path(p["state"]), slot_device=lambda slot: Path(p["slots"][slot.value]),
             keys=Path(p["keys"]), release=Path(p["release"]), proc=Path(p["proc"]),
-            reboot=lambda argv: sys.exit(f"asked to reboot: {argv}"))
+            reboot=lambda argv: sys.exit(f"asked to reboot: {argv}"), reboot_grace_s=0)
 install_request(node, UBoot(Path(p["boot_dir"]), cmdline=p["cmdline"]))
 """
 
