@@ -195,13 +195,15 @@ def test_a_build_leaves_no_machine_id_logs_or_package_lists(tmp_path: Path) -> N
     assert [p.name for p in (root / "var/cache/debconf").iterdir()] == ["config.dat"]
 
 
-def test_the_boot_partition_gets_firmware_device_trees_kernel_and_a_cmdline_for_root_a(
+def test_the_boot_partition_gets_firmware_device_trees_u_boot_its_script_and_the_slot_state(
         tmp_path: Path) -> None:
     config = load(CONFIG)
     root = tmp_path / "root"
     (root / "usr/lib/raspi-firmware").mkdir(parents=True)
     for blob in ("start4.elf", "fixup4.dat", "bootcode.bin"):
         (root / "usr/lib/raspi-firmware" / blob).write_text(blob)
+    (root / "usr/lib/u-boot/rpi_arm64").mkdir(parents=True)
+    (root / "usr/lib/u-boot/rpi_arm64/u-boot.bin").write_text("u-boot")
     trees = root / "usr/lib/linux-image-6.12.0-1-arm64/broadcom"
     trees.mkdir(parents=True)
     for dtb in config.device_trees:
@@ -212,9 +214,18 @@ def test_the_boot_partition_gets_firmware_device_trees_kernel_and_a_cmdline_for_
     kernel = build.kernel_version(root)
     files = build.boot_files(config, root, kernel, tmp_path)
     assert kernel == "6.12.0-1-arm64"
-    assert files["vmlinuz"].read_text() == "kernel" and "start4.elf" in files
-    assert f"root=PARTUUID={config.ids.partuuid(2)} " in files["cmdline.txt"].read_text()
-    assert "kernel=vmlinuz" in files["config.txt"].read_text()
+    assert "start4.elf" in files and files["u-boot.bin"].read_text() == "u-boot"
+    # The kernel comes from the slot's own /boot, not from the shared boot partition.
+    assert "vmlinuz" not in files and "cmdline.txt" not in files
+    assert "kernel=u-boot.bin" in files["config.txt"].read_text()
+    script = files["boot.scr"].read_bytes()
+    assert f"root=PARTUUID={config.ids.partuuid(1)[:-3]}-0${{ab_part}}".encode() in script
+    for copy in ("safecity-ab-1.env", "safecity-ab-2.env"):
+        state = dict(line.split("=", 1) for line in subprocess.run(
+            ["fw_printenv", "-c", "/dev/stdin"], input=f"{files[copy]} 0x0000 0x4000\n",
+            capture_output=True, text=True, check=True).stdout.splitlines())
+        assert state == {"slot": "A", "upgrade_available": "0", "bootcount": "0",
+                         "bootlimit": "3"}, copy
     (trees / "bcm2711-rpi-4-b.dtb").unlink()
     with pytest.raises(rootfs.RootfsError, match=r"bcm2711-rpi-4-b\.dtb"):
         build.boot_files(config, root, kernel, tmp_path)
