@@ -75,16 +75,6 @@ def image(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def key(tmp_path: Path) -> Ed25519PrivateKey:
-    return keys.generate(tmp_path / "release-keys" / "release.pem")
-
-
-@pytest.fixture
-def trusted(tmp_path: Path, key: Ed25519PrivateKey) -> list[Any]:
-    return keys.load_trusted(tmp_path / "release-keys")
-
-
 def test_a_bundle_made_twice_from_one_image_is_the_same_bytes(
         image: Path, key: Ed25519PrivateKey, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

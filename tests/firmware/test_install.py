@@ -49,16 +49,6 @@ def image(tmp_path: Path) -> bytes:
 
 
 @pytest.fixture
-def key(tmp_path: Path) -> Ed25519PrivateKey:
-    return keys.generate(tmp_path / "release-keys" / "release.pem")
-
-
-@pytest.fixture
-def trusted(tmp_path: Path, key: Ed25519PrivateKey) -> list[Any]:
-    return keys.load_trusted(tmp_path / "release-keys")
-
-
-@pytest.fixture
 def slot(tmp_path: Path) -> Path:
     """The inactive root partition, still holding the previous system (here: noise)."""
     path = tmp_path / "vda3"
