@@ -88,7 +88,7 @@ class Shelf:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         handler = functools.partial(_QuietHandler, directory=str(folder))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = _Server(("127.0.0.1", 0), handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, name: str) -> str:
@@ -96,6 +96,11 @@ class Shelf:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a node that refuses a bundle hangs up mid-file: that is the point
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -247,6 +252,8 @@ def test_updates_commit_roll_back_refuse_and_survive_power_cuts(
             t0 = time.monotonic()
             vm.expect("safecity-ab: booting slot A", 120)
             hub.online(base.version, BOOT_S, t0)
+            table.add(f"the card as flashed ({base.version})", "boots A, node connected", 1,
+                      time.monotonic() - t0)
 
             # 2. a good update: installed into B, one trial boot, committed, stays
             t = time.monotonic()
