@@ -298,3 +298,19 @@ def test_a_slot_without_a_kernel_falls_back_for_this_boot(card: Card) -> None:
     finally:
         card.root(Slot.B, kernel=True)
         card.linux(Slot.A).commit()
+
+
+def test_extra_kernel_arguments_in_the_state_survive_u_boots_own_writes(card: Card) -> None:
+    card.linux(Slot.A).start_trial(Slot.B)
+    for copy in (1, 2):
+        config = card.work / f"fw_env-{copy}.config"
+        config.write_text(fw_env_config(card.boot_dir, copy))
+        subprocess.run(["fw_setenv", "-c", str(config), "bootargs_extra", "console=ttyAMA0"],
+                       check=True, capture_output=True)
+    assert booting(card.boot())[0] == "safecity-ab: booting slot B (trial 1 of 3)"
+    for copy in (1, 2):
+        assert card.printenv(copy) == {"bootargs_extra": "console=ttyAMA0", "bootcount": "1",
+                                       "bootlimit": "3", "slot": "B", "upgrade_available": "1"}
+    card.linux(Slot.B).commit()
+    assert card.printenv(1) == {"bootargs_extra": "console=ttyAMA0", "bootcount": "0",
+                                "bootlimit": "3", "slot": "B", "upgrade_available": "0"}
