@@ -19,6 +19,7 @@ from edge.contract.commands import FirmwareUpdate, Response
 from edge.contract.pole import FirmwareProgress, FirmwareStats
 from edge.uplink import ReplyTo
 from firmware import handoff
+from firmware.bootctl import BootControlError, slot_from_cmdline, slot_partuuids
 from firmware.handoff import Healthy, Pending, Progress, Reply, Request, Result
 from firmware.release import installed
 
@@ -28,8 +29,6 @@ COMMAND = "firmware.update"
 STEP_PCT = 5.0  # at most one progress answer per 5 % of the download (and per stage)
 TAKE_S = 300.0  # the installer's path unit takes a request in seconds; not by then: it is down
 _FINAL = ("refused", "failed")
-_SLOTS = {"02": "A", "03": "B"}  # the root partition's number → its slot
-_ROOT = re.compile(r"(?:^|\s)root=PARTUUID=\S*-(02|03)(?:\s|$)")
 _SHARED = {"stage", "bytes", "total", "version", "slot", "reason"}  # Progress → FirmwareProgress
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
@@ -241,9 +240,9 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 def booted_slot(cmdline: Path = Path("/proc/cmdline")) -> str:
-    """The root slot the kernel was started with: root=PARTUUID=<disk>-02 is A, -03 is B."""
+    """The root slot the kernel was started with ("" when not an A/B card)."""
     try:
-        root = _ROOT.search(cmdline.read_text())
-    except OSError:
+        text = cmdline.read_text()
+        return slot_from_cmdline(text, slot_partuuids(text)).value
+    except (OSError, BootControlError):
         return ""
-    return _SLOTS[root.group(1)] if root else ""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,15 +22,6 @@ STATE = Path("/var/lib/edge/firmware")
 BOOT_DIR = Path("/boot/firmware")
 
 
-def partuuids(cmdline: str) -> dict[str, str]:
-    """Root A and B's PARTUUIDs, from the running root's (`root=PARTUUID=<disk id>-02|03`)."""
-    m = re.search(r"\broot=PARTUUID=([0-9a-fA-F]{8})-0[23]\b", cmdline)
-    if m is None:
-        raise SystemExit("edge-firmware: the kernel command line has no root=PARTUUID=<disk>-02 "
-                         "or -03; this is not an A/B card")
-    return {"A": f"{m.group(1)}-02", "B": f"{m.group(1)}-03"}
-
-
 def _boot_control() -> BootControl:
     from firmware.bootctl import BootControlError, detect
 
@@ -42,13 +32,16 @@ def _boot_control() -> BootControl:
 
 
 def _node() -> Node:
-    from firmware.bootctl import Slot
+    from firmware.bootctl import BootControlError, Slot, slot_partuuids
     from firmware.service import Node
 
-    uuids = partuuids(Path("/proc/cmdline").read_text())
+    try:
+        uuids = slot_partuuids(Path("/proc/cmdline").read_text())
+    except BootControlError as e:
+        raise SystemExit(f"edge-firmware: {e}; this is not an A/B card") from None
 
     def device(slot: Slot) -> Path:
-        return Path("/dev/disk/by-partuuid") / uuids[slot.value]
+        return Path("/dev/disk/by-partuuid") / uuids[slot]
 
     return Node(state=STATE, slot_device=device)
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from firmware.durable import write_whole
 
 REQUEST, PROGRESS, PENDING = "request.json", "progress.json", "pending.json"
 HEALTHY, RESULT, REPORTED = "healthy.json", "result.json", "result.reported.json"
@@ -90,22 +91,9 @@ class Result(_File):
 
 
 def write(folder: Path, name: str, item: BaseModel) -> None:
-    """Write `folder/name` whole: a temporary file, fsync, rename, fsync of the folder."""
+    """Write `folder/name` whole (see firmware.durable)."""
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    data = item.model_dump_json().encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, folder / name)
-    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_whole(folder / name, item.model_dump_json().encode())
 
 
 def read(folder: Path, name: str, model: type[T]) -> T | None:

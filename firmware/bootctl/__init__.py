@@ -12,6 +12,7 @@ from firmware.bootctl.base import (
     BootState,
     Slot,
     slot_from_cmdline,
+    slot_partuuids,
 )
 from firmware.bootctl.tryboot import AUTOBOOT, Tryboot, kernel_supports_tryboot, read_autoboot
 from firmware.bootctl.uboot import UBoot, boot_script, fw_env_config
@@ -28,6 +29,7 @@ __all__ = [
     "fw_env_config",
     "kernel_supports_tryboot",
     "slot_from_cmdline",
+    "slot_partuuids",
 ]
 
 

@@ -100,6 +100,18 @@ def slot_from_cmdline(cmdline: str, partuuids: dict[Slot, str]) -> Slot:
         f"the kernel booted root=PARTUUID={root}, which is neither A/B root slot ({known})")
 
 
+def slot_partuuids(cmdline: str) -> dict[Slot, str]:
+    """Partitions 2 (A) and 3 (B) of the disk the kernel's root= is on, as the boot script
+    uses them."""
+    found = re.findall(r"(?:^|\s)root=PARTUUID=([0-9a-fA-F]{8})-0[23](?=\s|$)", cmdline)
+    if not found:
+        raise BootControlError(
+            f"the kernel was not booted from root slot A or B (root=PARTUUID=<disk>-02 or "
+            f"-03): {cmdline.strip()!r}")
+    disk = found[-1].lower()
+    return {Slot.A: f"{disk}-02", Slot.B: f"{disk}-03"}
+
+
 def refuse_running(slot: Slot, booted: Slot) -> None:
     """A trial is for the slot just installed, never the running one: a loader that gives up
     on a trial of the running slot would boot the other, older one."""

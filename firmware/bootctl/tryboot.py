@@ -10,7 +10,6 @@ hands the kernel: /proc/device-tree/chosen/bootloader/{partition,tryboot}."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from firmware.bootctl.base import (
     remounted_rw,
     run_command,
 )
+from firmware.durable import write_whole
 
 AUTOBOOT = "autoboot.txt"
 PARTITIONS = {Slot.A: 2, Slot.B: 3}
@@ -137,18 +137,8 @@ class Tryboot:
 
     def write(self, text: str) -> None:
         """Replace autoboot.txt by a rename, so a power cut leaves the old or the new one."""
-        temporary = self.autoboot.with_name(AUTOBOOT + ".new")
         with remounted_rw(self.autoboot, self.run, self.proc / "self" / "mountinfo"):
             try:
-                with temporary.open("w") as f:
-                    f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(temporary, self.autoboot)
-                directory = os.open(self.boot_dir, os.O_RDONLY)
-                try:
-                    os.fsync(directory)
-                finally:
-                    os.close(directory)
+                write_whole(self.autoboot, text.encode())
             except OSError as e:
                 raise BootControlError(f"cannot write {self.autoboot}: {e.strerror}") from None

@@ -23,6 +23,7 @@ from firmware.bootctl.base import (
     remounted_rw,
     run_command,
     slot_from_cmdline,
+    slot_partuuids,
 )
 
 ENV_SIZE = 0x4000
@@ -102,7 +103,7 @@ class UBoot:
                                    f"counts in one digit), not {limit}")
         self.boot_dir = boot_dir
         self.cmdline = Path("/proc/cmdline").read_text() if cmdline is None else cmdline
-        self.partuuids = partuuids or _partuuids_of_root(self.cmdline)
+        self.partuuids = partuuids or slot_partuuids(self.cmdline)
         self.limit = limit
         self.run = run
         self.mountinfo = mountinfo
@@ -193,14 +194,3 @@ def check_written(path: Path, values: dict[str, str], said: str = "") -> None:
     if wrong:
         raise BootControlError(f"fw_setenv left {path} with " + ", ".join(wrong)
                                + (f" (it said: {said})" if said else ""))
-
-
-def _partuuids_of_root(cmdline: str) -> dict[Slot, str]:
-    """Partitions 2 and 3 of the disk the kernel's root= is on, as the boot script uses."""
-    found = re.findall(r"(?:^|\s)root=PARTUUID=([0-9a-fA-F]{8})-0[23](?=\s|$)", cmdline)
-    if not found:
-        raise BootControlError(
-            f"the kernel was not booted from root slot A or B (root=PARTUUID=<disk>-02 or "
-            f"-03): {cmdline.strip()!r}")
-    disk = found[-1].lower()
-    return {Slot.A: f"{disk}-02", Slot.B: f"{disk}-03"}

@@ -14,8 +14,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagebuild.config import ImageConfig
+
+if TYPE_CHECKING:
+    from firmware.bootctl import UBoot
 
 BOOT_TEST = Path(__file__).resolve().parents[1] / "boot-test"
 MARK = "EDGE-TEST "
@@ -75,34 +79,36 @@ def prepare(img: Path, work: Path, node_yaml: Path, *, extra_args: str,
 
 
 def set_state(disk: Path, work: Path, **values: str) -> None:
-    """Set variables in both copies of the A/B state on the card, as U-Boot would."""
-    from firmware.bootctl.uboot import COPIES, fw_env_config
+    """Set variables in both copies of the A/B state on the card, as Linux would."""
+    from firmware.bootctl.uboot import COPIES
 
-    for copy, name in enumerate(COPIES, start=1):
-        local = work / name
-        mtools(["mcopy", "-n", "-i", fat(disk), f"::{name}", str(local)])
-        config = work / f"fw_env-{copy}.config"
-        config.write_text(fw_env_config(work, copy))
-        for key, value in values.items():
-            subprocess.run(["fw_setenv", "-c", str(config), key, value], check=True,
-                           capture_output=True)
-        mtools(["mcopy", "-o", "-i", fat(disk), str(local), f"::{name}"])
+    folder = _state_copies(disk, work / "ab-state")
+    _copies_only(folder).write(values)
+    for name in COPIES:
+        mtools(["mcopy", "-o", "-i", fat(disk), str(folder / name), f"::{name}"])
 
 
 def state(disk: Path, work: Path) -> dict[str, str]:
-    """Copy 1 of the A/B state on the card (copy 2 if copy 1 is unreadable), as a dict."""
-    from firmware.bootctl.uboot import COPIES, fw_env_config
+    """The A/B state on the card as U-Boot would read it (copy 1, else copy 2), as a dict."""
+    values, _ = _copies_only(_state_copies(disk, work / "ab-read")).stored()
+    return values or {}
 
-    for copy, name in enumerate(COPIES, start=1):
-        local = work / f"read-{name}"
-        mtools(["mcopy", "-n", "-i", fat(disk), f"::{name}", str(local)])
-        config = work / f"read-fw_env-{copy}.config"
-        config.write_text(fw_env_config(work, copy).replace(name, local.name))
-        out = subprocess.run(["fw_printenv", "-c", str(config)], capture_output=True,
-                             text=True, check=False)
-        if out.returncode == 0 and out.stdout.strip():
-            return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    return {}
+
+def _state_copies(disk: Path, folder: Path) -> Path:
+    from firmware.bootctl.uboot import COPIES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in COPIES:
+        mtools(["mcopy", "-n", "-o", "-i", fat(disk), f"::{name}", str(folder / name)])
+    return folder
+
+
+def _copies_only(folder: Path) -> UBoot:
+    """The U-Boot backend on copies taken off a card: it reads and writes them, and which
+    slot runs does not matter here."""
+    from firmware.bootctl import Slot, UBoot
+
+    return UBoot(folder, partuuids={Slot.A: "copy", Slot.B: "copy"}, cmdline="")
 
 
 def qemu_command(disk: Path, *, network: bool) -> list[str]:
