@@ -9,8 +9,9 @@ Each slot is guarded by a sequence number (a seqlock): the writer marks a slot b
 the pixels, then publishes the frame's sequence number; the reader checks the number before
 and after its copy, so it never returns a half-written frame. One writer, one reader.
 
-The supervisor in the main process creates the ring (and unlinks it when it stops); the
-workers attach to it by name, so a restarted worker finds the same ring.
+The supervisor in the main process creates the ring's block (`edge.vision.ringblock`, which
+also holds the layout; the main process never loads numpy) and unlinks it when it stops;
+the workers attach to it by name, so a restarted worker finds the same ring.
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ from multiprocessing import shared_memory
 import numpy as np
 import numpy.typing as npt
 
-MAGIC = 0x5343_4652  # "SCFR"
+from edge.vision.ringblock import (
+    H_CAPACITY,
+    H_LOSSLESS,
+    H_MAGIC,
+    H_READ,
+    H_SLOTS,
+    H_WRITTEN,
+    HEADER_WORDS,
+    MAGIC,
+    SLOT_WORDS,
+    RingBlock,
+)
+
 _BUSY = -1
-# header words (int64): magic, slot capacity in bytes, slots, lossless, written seq, read seq
-_H_MAGIC, _H_CAPACITY, _H_SLOTS, _H_LOSSLESS, _H_WRITTEN, _H_READ = range(6)
-_HEADER_WORDS = 8
-# per-slot words: seq, width, height, pts (float64 bits), captured_at (float64 bits)
-_SLOT_WORDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +57,22 @@ class FrameRing:
     def __init__(self, shm: shared_memory.SharedMemory, owner: bool) -> None:
         self._shm = shm
         self._owner = owner
-        words = np.ndarray((_HEADER_WORDS,), dtype=np.int64, buffer=shm.buf)
-        if int(words[_H_MAGIC]) != MAGIC:
+        words = np.ndarray((HEADER_WORDS,), dtype=np.int64, buffer=shm.buf)
+        if int(words[H_MAGIC]) != MAGIC:
             raise ValueError(f"shared memory {shm.name!r} is not a frame ring")
-        self.capacity = int(words[_H_CAPACITY])
-        self.slots = int(words[_H_SLOTS])
+        self.capacity = int(words[H_CAPACITY])
+        self.slots = int(words[H_SLOTS])
         self._header = words
         self._meta = np.ndarray(
-            (self.slots, _SLOT_WORDS), dtype=np.int64, buffer=shm.buf,
-            offset=_HEADER_WORDS * 8,
+            (self.slots, SLOT_WORDS), dtype=np.int64, buffer=shm.buf,
+            offset=HEADER_WORDS * 8,
         )
         self._floats = self._meta.view(np.float64)
-        data_offset = (_HEADER_WORDS + self.slots * _SLOT_WORDS) * 8
+        data_offset = (HEADER_WORDS + self.slots * SLOT_WORDS) * 8
         self._data = np.ndarray(
             (self.slots, self.capacity), dtype=np.uint8, buffer=shm.buf, offset=data_offset
         )
-        self._last_read = int(words[_H_READ])
+        self._last_read = int(words[H_READ])
 
     @classmethod
     def create(
@@ -72,27 +80,8 @@ class FrameRing:
         lossless: bool = False,
     ) -> FrameRing:
         """A new ring big enough for BGR frames up to max_width × max_height."""
-        if slots < 2:
-            raise ValueError("a frame ring needs at least 2 slots")
-        capacity = max_width * max_height * 3
-        size = (_HEADER_WORDS + slots * _SLOT_WORDS) * 8 + slots * capacity
-        try:  # a ring left behind by a killed node: take its name over
-            stale = shared_memory.SharedMemory(name=name)
-            stale.close()
-            stale.unlink()
-        except FileNotFoundError:
-            pass
-        shm = shared_memory.SharedMemory(name=name, create=True, size=size)
-        header = np.ndarray((_HEADER_WORDS,), dtype=np.int64, buffer=shm.buf)
-        header[:] = 0
-        header[_H_CAPACITY] = capacity
-        header[_H_SLOTS] = slots
-        header[_H_LOSSLESS] = int(lossless)
-        meta = np.ndarray((slots, _SLOT_WORDS), dtype=np.int64, buffer=shm.buf, offset=64)
-        meta[:, 0] = 0
-        header[_H_MAGIC] = MAGIC  # last: a ring is valid only once fully initialised
-        del header, meta
-        return cls(shm, owner=True)
+        return cls(RingBlock.create(name, max_width, max_height, slots, lossless).shm,
+                   owner=True)
 
     @classmethod
     def attach(cls, name: str) -> FrameRing:
@@ -104,11 +93,11 @@ class FrameRing:
 
     @property
     def lossless(self) -> bool:
-        return bool(self._header[_H_LOSSLESS])
+        return bool(self._header[H_LOSSLESS])
 
     @property
     def written(self) -> int:
-        return int(self._header[_H_WRITTEN])
+        return int(self._header[H_WRITTEN])
 
     def fits(self, width: int, height: int) -> bool:
         return width * height * 3 <= self.capacity
@@ -127,7 +116,7 @@ class FrameRing:
         seq = self.written + 1
         if self.lossless:
             deadline = time.monotonic() + wait_s
-            while seq - int(self._header[_H_READ]) >= self.slots:
+            while seq - int(self._header[H_READ]) >= self.slots:
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(0.0005)
@@ -140,7 +129,7 @@ class FrameRing:
         self._floats[slot, 3] = np.nan if pts_s is None else pts_s
         self._floats[slot, 4] = captured_at
         meta[0] = seq
-        self._header[_H_WRITTEN] = seq
+        self._header[H_WRITTEN] = seq
         return True
 
     # --- reader side (detection worker) ---
@@ -160,7 +149,7 @@ class FrameRing:
                 if frame is not None:
                     skipped = want - self._last_read - 1
                     self._last_read = want
-                    self._header[_H_READ] = want
+                    self._header[H_READ] = want
                     return RingFrame(frame[0], frame[1], frame[2], frame[3], skipped)
                 continue  # overwritten while copying: try the newest again
             if time.monotonic() >= deadline:

@@ -26,7 +26,7 @@ from edge.config.vision import CameraSection
 from edge.contract.payloads import CameraStats, RecordingStats
 from edge.telemetry import Counters
 from edge.vision.events import VisionEvent
-from edge.vision.framebus import FrameRing
+from edge.vision.ringblock import RingBlock
 from edge.vision.worker_common import CameraJob, DetectionJob, launch
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class _Worker:
 @dataclass
 class _CameraState:
     cfg: CameraSection
-    ring: FrameRing | None  # None: the camera is recorded, not analysed
+    ring: RingBlock | None  # None: the camera is recorded, not analysed
     workers: list[_Worker]
     online: bool = False
     reason: str = "starting"
@@ -91,7 +91,7 @@ class VisionSupervisor:
         level = logging.getLogger().getEffectiveLevel()
         for cam in cfg.cameras:
             ring_name = f"sce-{cfg.node.id}-{cam.name}"[:60]
-            ring = (FrameRing.create(ring_name, *RING_MAX, slots=RING_SLOTS, lossless=lossless)
+            ring = (RingBlock.create(ring_name, *RING_MAX, slots=RING_SLOTS, lossless=lossless)
                     if cam.detect else None)
             recording = cfg.recording if cfg.recording.enabled else None
             jobs = [
