@@ -15,18 +15,21 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gpiozero.pins import Factory
 
 from drivers.gpio import DigitalInput, Relay, Thermostat
-from drivers.gps import GpsReader
-from drivers.modbus import Register, SensorBus
-from drivers.ptz import Patrol, PtzHead
 from edge import clock
 from edge.config.model import NodeConfig
 from edge.contract.payloads import AlertKind
 from edge.contract.pole import GpsStats, InputStats, OutputStats, PtzStats, SensorStats
+
+if TYPE_CHECKING:  # the serial drivers load only for hardware the config lists (pymodbus
+    # alone brings asyncio); a pole without them starts smaller
+    from drivers.gps import GpsReader
+    from drivers.modbus import SensorBus
+    from drivers.ptz import Patrol, PtzHead
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +135,19 @@ class Cabinet:
                     self.relays[rule.output], mode=rule.mode, on_at_c=rule.on_at_c,
                     off_at_c=rule.off_at_c, stale_after_s=rule.stale_after_s), rule.sensor)
             if cfg.ptz is not None:
+                from drivers.ptz import Patrol, PtzHead
+
                 p = cfg.ptz
                 self.head = PtzHead(p.port, p.address, p.baudrate, open_now=False)
                 self.patrol = Patrol(self.head, [(s.preset, s.dwell_s) for s in p.tour])
             if cfg.gps is not None:
+                from drivers.gps import GpsReader
+
                 self.gps = GpsReader(cfg.gps.port, cfg.gps.baudrate,
                                      stale_after_s=cfg.gps.stale_after_s)
             if cfg.modbus is not None:
+                from drivers.modbus import Register, SensorBus
+
                 m = cfg.modbus
                 bus = SensorBus(
                     m.port, [Register(r.name, r.slave, r.kind, r.address, r.type, r.scale,
