@@ -93,7 +93,8 @@ def _subject_and_end(der: bytes) -> tuple[str, datetime]:
     tag, tbs, _ = _tlv(cert, 0)
     if tag != _SEQUENCE:
         raise ValueError("not an X.509 certificate")
-    fields, at = [], 0
+    fields: list[tuple[int, bytes]] = []
+    at = 0
     while at < len(tbs) and len(fields) < 6:
         tag, body, at = _tlv(tbs, at)
         if not fields and tag == _VERSION:
@@ -116,11 +117,11 @@ def _name(der: bytes) -> str:
     for rdn in _children(der, _SET):
         rdns.append([])
         for attribute in _children(rdn, _SEQUENCE):
-            tag, oid, at = _tlv(attribute, 0)
+            tag, oid_der, at = _tlv(attribute, 0)
             value_tag, value, _ = _tlv(attribute, at)
             if tag != _OID or value_tag not in _STRINGS:
                 raise ValueError("the certificate's subject is malformed")
-            rdns[-1].append((_dotted(oid), value.decode(_STRINGS[value_tag], errors="replace")))
+            rdns[-1].append((_dotted(oid_der), value.decode(_STRINGS[value_tag], errors="replace")))
     for oid, value in (part for rdn in rdns for part in rdn):
         if oid == "2.5.4.3":
             return value
