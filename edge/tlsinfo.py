@@ -118,14 +118,14 @@ def _name(der: bytes) -> str:
         rdns.append([])
         for attribute in _children(rdn, _SEQUENCE):
             tag, oid_der, at = _tlv(attribute, 0)
-            value_tag, value, _ = _tlv(attribute, at)
+            value_tag, raw, _ = _tlv(attribute, at)
             if tag != _OID or value_tag not in _STRINGS:
                 raise ValueError("the certificate's subject is malformed")
-            rdns[-1].append((_dotted(oid_der), value.decode(_STRINGS[value_tag], errors="replace")))
-    for oid, value in (part for rdn in rdns for part in rdn):
+            rdns[-1].append((_dotted(oid_der), raw.decode(_STRINGS[value_tag], errors="replace")))
+    for oid, text in (part for rdn in rdns for part in rdn):
         if oid == "2.5.4.3":
-            return value
-    return ",".join("+".join(f"{_NAMES.get(oid, oid)}={_escaped(value)}" for oid, value in rdn)
+            return text
+    return ",".join("+".join(f"{_NAMES.get(oid, oid)}={_escaped(text)}" for oid, text in rdn)
                     for rdn in reversed(rdns))
 
 
