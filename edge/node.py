@@ -165,14 +165,18 @@ class Node:
 
     def _make_evidence_key(self) -> None:
         """Made at the first start, so its public half can be enrolled before any clip."""
-        from edge.record.signing import EvidenceKeyError, evidence_key, fingerprint
+        from edge.record.keyfiles import key_on_file
 
-        try:
-            key = evidence_key(self.cfg.identity_dir)
-        except (EvidenceKeyError, OSError) as e:
-            log.error("evidence key unavailable (clips cannot be signed): %s", e)
-            return
-        log.info("evidence key %s in %s", fingerprint(key), self.cfg.identity_dir)
+        known = key_on_file(self.cfg.identity_dir)  # every later start: no cryptography here
+        if known is None:
+            from edge.record.signing import EvidenceKeyError, evidence_key, fingerprint
+
+            try:
+                known = fingerprint(evidence_key(self.cfg.identity_dir))
+            except (EvidenceKeyError, OSError) as e:
+                log.error("evidence key unavailable (clips cannot be signed): %s", e)
+                return
+        log.info("evidence key %s in %s", known, self.cfg.identity_dir)
 
     # --- GPIO callbacks (run in the thread that saw the edge) ---
 

@@ -10,7 +10,6 @@ public key, in groups of four (``3f2a-91c0-5be7-d41e``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 
@@ -19,9 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.durable import sync_dir
-
-KEY_FILE = "evidence-ed25519.pem"
-PUBLIC_FILE = "evidence-ed25519.pub.pem"
+from edge.record.keyfiles import KEY_FILE, PUBLIC_FILE, fingerprint_of
 
 
 class EvidenceKeyError(RuntimeError):
@@ -61,9 +58,8 @@ def fingerprint(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
     """What a person compares: 16 hex digits of the raw public key's SHA-256, in fours."""
     if isinstance(key, Ed25519PrivateKey):
         key = key.public_key()
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    digits = hashlib.sha256(raw).hexdigest()[:16]
-    return "-".join(digits[i:i + 4] for i in range(0, 16, 4))
+    return fingerprint_of(key.public_bytes(serialization.Encoding.Raw,
+                                           serialization.PublicFormat.Raw))
 
 
 def load_public(path: Path) -> Ed25519PublicKey:
