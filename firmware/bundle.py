@@ -2,10 +2,13 @@
 stream. Everything a node needs to refuse a bundle comes before the payload:
 
     MAGIC (8 bytes) | u32 manifest length | manifest JSON | u16 signature length (0 or 64)
-    | Ed25519 signature of the manifest bytes | payload: the image's non-zero chunks in order
+    | Ed25519 signature of the manifest bytes | chunk index (firmware.chunks, zlib)
+    | payload: the image's non-zero chunks in order, each packed when that made it smaller
 
-make() writes one; read_head(), verify() and check() are the refusals an installer runs
-before it writes a byte; Refused says which refusal, for telemetry, and why, for a person.
+make() writes one; read_head(), verify(), check() and read_index() are the refusals an
+installer runs before it writes a byte; Refused says which refusal, for telemetry, and why,
+for a person. The index lets a node fetch only the chunks it does not already hold
+(firmware.install), with ranged reads of the same file.
 """
 
 from __future__ import annotations
@@ -13,22 +16,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import shutil
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from typing import Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
+from firmware.chunks import BadIndex, ChunkIndex, zero_digest
 from firmware.keys import key_id
-from firmware.manifest import CHUNK_SIZE, Chunk, Manifest
+from firmware.manifest import CHUNK_SIZE, Compression, Manifest
 from firmware.release import Release
 
 MAGIC = b"SCEFWB1\n"
 SIGNATURE_SIZE = 64
-MAX_MANIFEST = 16 << 20  # 1 MiB per 64 GiB of image at 4 MiB chunks; more is not a manifest
+MAX_MANIFEST = 1 << 20  # a manifest is a few hundred bytes; the chunk hashes are in the index
 
 Reason = Literal["not_a_bundle", "unsigned", "bad_signature", "untrusted_key", "wrong_board",
                  "older", "same_version", "too_big", "tampered", "truncated", "malformed"]
@@ -52,7 +58,7 @@ class Reader(Protocol):
 @dataclass(frozen=True)
 class Head:
     """A bundle's head as read, before it is trusted: the manifest bytes as signed, the
-    signature (b"" when unsigned), the parsed manifest, and the bytes before the payload."""
+    signature (b"" when unsigned), the parsed manifest, and the bytes before the index."""
 
     manifest_bytes: bytes
     signature: bytes
@@ -62,44 +68,76 @@ class Head:
 
 def make(image: Path, out: Path, *, key: Ed25519PrivateKey | None, version: str, build: int,
          commit: str, boards: list[str] | tuple[str, ...], downgrade: bool = False,
-         chunk_size: int = CHUNK_SIZE, created: str | None = None) -> Manifest:
+         chunk_size: int = CHUNK_SIZE, compression: Compression = "zlib",
+         created: str | None = None) -> Manifest:
     """Write the bundle of the slot image `image` to `out` and return its manifest.
 
-    The image is read whole once to hash it, then its non-zero chunks again to copy them
-    after the manifest (checked against their hashes). Same inputs, same bytes: `created`
+    The image is read once: each chunk is hashed into the index and, unless it is all zeros,
+    stored (packed when `compression` makes it smaller). Same inputs, same bytes: `created`
     defaults to SOURCE_DATE_EPOCH, else now. `key` None makes an unsigned bundle, which every
     node refuses (tests use it to check that)."""
     size = image.stat().st_size
-    zero = bytes(chunk_size)
-    chunks: list[Chunk] = []
-    stored, whole = 0, hashlib.sha256()
-    with image.open("rb") as f:
-        while data := f.read(chunk_size):
-            whole.update(data)
-            empty = data == zero if len(data) == chunk_size else data == bytes(len(data))
-            chunks.append(Chunk(sha256=hashlib.sha256(data).hexdigest(), zero=empty))
-            stored += 0 if empty else len(data)
-        if f.tell() != size:
-            raise ValueError(f"{image} changed size while it was read; make the bundle again")
+    index = ChunkIndex(chunk_size, size)
+    whole = hashlib.sha256()
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    payload = out.with_name(f".{out.name}.{os.getpid()}.payload")
+    try:
+        with image.open("rb") as f, payload.open("wb") as w:
+            while data := f.read(chunk_size):
+                whole.update(data)
+                if data.count(0) == len(data):
+                    index.add(zero_digest(len(data)), 0)
+                    continue
+                stored = _pack(data, compression)
+                index.add(hashlib.sha256(data).digest(), len(stored))
+                w.write(stored)
+            if f.tell() != size:
+                raise ValueError(f"{image} changed size while it was read; make the bundle "
+                                 "again from an image nothing writes to")
+        packed = index.encode()
         manifest = Manifest(
-            format=1, version=version, build=build, commit=commit, boards=list(boards),
-            image_size=size, chunk_size=chunk_size, chunks=chunks, payload_size=stored,
-            image_sha256=whole.hexdigest(), downgrade=downgrade,
-            created=created or _created(), key_id=key_id(key) if key else "")
+            format=2, version=version, build=build, commit=commit, boards=list(boards),
+            image_size=size, chunk_size=chunk_size, compression=compression,
+            index_size=len(packed), index_sha256=hashlib.sha256(packed).hexdigest(),
+            payload_size=index.payload_size, image_sha256=whole.hexdigest(),
+            downgrade=downgrade, created=created or _created(),
+            key_id=key_id(key) if key else "")
         body = manifest.canonical()
         signature = key.sign(body) if key else b""
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            with tmp.open("wb") as w:
-                w.write(MAGIC + struct.pack(">I", len(body)) + body)
-                w.write(struct.pack(">H", len(signature)) + signature)
-                _copy_stored(f, w, manifest, image)
-                w.flush()
-                os.fsync(w.fileno())
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with tmp.open("wb") as w, payload.open("rb") as r:
+            w.write(MAGIC + struct.pack(">I", len(body)) + body)
+            w.write(struct.pack(">H", len(signature)) + signature)
+            w.write(packed)
+            shutil.copyfileobj(r, w, 1 << 20)
+            w.flush()
+            os.fsync(w.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        payload.unlink(missing_ok=True)
     return manifest
+
+
+def _pack(data: bytes, compression: Compression) -> bytes:
+    if compression == "zlib":
+        packed = zlib.compress(data, 6)
+        if len(packed) < len(data):
+            return packed
+    return data
+
+
+def unpack(stored: bytes, length: int, compression: Compression) -> bytes:
+    """A chunk as it was before `_pack`; its hash, checked by the caller, says if it is."""
+    if len(stored) == length:
+        return stored
+    if compression != "zlib":
+        raise ValueError(f"a chunk stored in {len(stored)} bytes of {length}, unpacked")
+    unpacker = zlib.decompressobj()
+    try:
+        data = unpacker.decompress(stored, length + 1)
+    except zlib.error as e:
+        raise ValueError(f"a packed chunk does not unpack: {e}") from e
+    return data
 
 
 def read_head(stream: Reader) -> Head:
@@ -130,6 +168,27 @@ def read_head(stream: Reader) -> Head:
                       f"{first['msg']}): the bundle is damaged or made by an incompatible "
                       "tool; make it again with this release's tools") from e
     return Head(body, signature, manifest, 14 + length + signed)
+
+
+def read_index(stream: Reader, head: Head, manifest: Manifest) -> ChunkIndex:
+    """The chunk index that follows the head of a bundle whose `manifest` was verified."""
+    packed = _exactly(stream, manifest.index_size, head.length, "the chunk index")
+    if hashlib.sha256(packed).hexdigest() != manifest.index_sha256:
+        raise Refused("tampered", f"the chunk index of {manifest.label()} does not match its "
+                      "SHA-256 in the signed manifest: the bundle was altered or damaged in "
+                      "transit; nothing was written, fetch it again")
+    try:
+        index = ChunkIndex.decode(packed, chunk_size=manifest.chunk_size,
+                                  image_size=manifest.image_size)
+    except BadIndex as e:
+        raise Refused("malformed", f"bundle {manifest.label()} was signed with a chunk index "
+                      f"that does not fit it ({e}): make it again with this release's "
+                      "tools") from e
+    if index.payload_size != manifest.payload_size:
+        raise Refused("malformed", f"the chunk index of {manifest.label()} stores "
+                      f"{index.payload_size} bytes, its manifest says {manifest.payload_size}: "
+                      "make the bundle again with this release's tools")
+    return index
 
 
 def verify(head: Head, keys: list[Ed25519PublicKey]) -> Manifest:
@@ -180,7 +239,7 @@ def inspect(path: Path) -> Manifest:
     when it is not a whole bundle."""
     with path.open("rb") as f:
         head = read_head(f)
-    expected = head.length + head.manifest.payload_size
+    expected = head.length + head.manifest.index_size + head.manifest.payload_size
     size = path.stat().st_size
     if size < expected:
         raise _truncated(size, f"its payload ({expected} bytes expected)")
@@ -209,20 +268,6 @@ def _exactly(stream: Reader, size: int, offset: int, what: str) -> bytes:
 def _truncated(at: int, what: str) -> Refused:
     return Refused("truncated", f"the bundle ends after {at} bytes, in {what}: the download "
                    "was cut short or the file is incomplete; fetch it again")
-
-
-def _copy_stored(image: BinaryIO, out: BinaryIO, manifest: Manifest, path: Path) -> None:
-    """Append the stored chunks of the image to the bundle, each hashed again so that an image
-    changed since it was hashed never makes a bundle a node would refuse as tampered."""
-    for index, chunk in enumerate(manifest.chunks):
-        if chunk.zero:
-            continue
-        image.seek(index * manifest.chunk_size)
-        data = image.read(manifest.length(index))
-        if hashlib.sha256(data).hexdigest() != chunk.sha256:
-            raise ValueError(f"{path} changed while the bundle was made (chunk {index}); "
-                             "make the bundle again from an image nothing writes to")
-        out.write(data)
 
 
 def _created() -> str:

@@ -75,8 +75,9 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     manifest = make(args.image, args.out, key=key, version=args.version, build=args.build,
                     commit=args.commit, boards=args.boards.split(","), downgrade=args.downgrade)
     print(f"{args.out}: {manifest.release().label()} for {', '.join(manifest.boards)}, "
-          f"{manifest.image_size} bytes in {len(manifest.chunks)} chunks "
-          f"({manifest.payload_size} stored)")
+          f"{manifest.image_size} bytes in {manifest.chunk_count} chunks of "
+          f"{manifest.chunk_size} ({manifest.payload_size} stored, index "
+          f"{manifest.index_size})")
     return 0
 
 
@@ -88,7 +89,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         try:
             head = read_head(f)
             manifest = head.manifest
-            print(manifest.model_dump_json(indent=2, exclude={"chunks"}))
+            print(manifest.model_dump_json(indent=2))
             if args.keys is not None:
                 verify(head, load_trusted(args.keys))
                 print(f"signature: good (key {manifest.key_id})")

@@ -54,6 +54,8 @@ class Progress(_File):
     stage: Stage
     bytes: int = 0
     total: int = 0
+    downloaded: int = Field(default=0, description="Bytes of the bundle fetched so far")
+    reused: int = Field(default=0, description="Image bytes copied from the running slot")
     version: str = ""
     slot: str = ""
     reason: str = Field(default="", description="A refusal's code (unsigned, bad_signature, ...)")

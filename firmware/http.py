@@ -36,15 +36,18 @@ class DownloadError(Exception):
 
 
 class HttpStream(io.RawIOBase):
-    """The body at `url`, read like a file, resumed after a dropped connection.
+    """The body at `url`, read like a file, resumed after a dropped connection; with `start`
+    and `length`, only that span of it (a Range request).
 
     `retries` is how many attempts in a row may fail (no byte arriving) before DownloadError;
     a 4xx other than 408 and 429 fails at once. `timeout_s` bounds each socket operation. The
-    request is made on construction, so `total` is known from then on when the server says."""
+    request is made on construction, so `total` (of the whole body) is known from then on when
+    the server says, and `ranged` whether the server honoured the Range."""
 
     def __init__(self, url: str, *, ca_file: Path | None = None, timeout_s: float = 30.0,
                  retries: int = 8, backoff: Backoff | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, start: int = 0,
+                 length: int | None = None) -> None:
         super().__init__()
         parts = urlsplit(url)
         # Userinfo is a credential too; the fragment is never sent.
@@ -57,10 +60,13 @@ class HttpStream(io.RawIOBase):
         self._backoff, self._sleep = backoff or Backoff(1.0, 30.0), sleep
         self._context = _tls_context(ca_file) if parts.scheme == "https" else None
         self._response: http.client.HTTPResponse | None = None
-        self._offset, self._failures = 0, 0
+        self._offset, self._failures = start, 0
+        self._end = None if length is None else start + length
         self._total: int | None = None
         self._opened = False
         self.resumed = 0  # connections made again after the first, for telemetry
+        self.transferred = 0  # bytes that came over the network, skipped ones included
+        self.ranged = False
         self._connect(None)
 
     @property
@@ -83,6 +89,10 @@ class HttpStream(io.RawIOBase):
         while size:
             if self._total is not None and self._offset >= self._total:
                 return b""
+            if self._end is not None:
+                if self._offset >= self._end:
+                    return b""
+                size = min(size, self._end - self._offset)
             try:
                 assert self._response is not None
                 data = self._response.read(size)
@@ -91,6 +101,7 @@ class HttpStream(io.RawIOBase):
             else:
                 if data:
                     self._offset += len(data)
+                    self.transferred += len(data)
                     self._failures = 0
                     self._backoff.reset()
                     return data
@@ -143,7 +154,9 @@ class HttpStream(io.RawIOBase):
 
     def _open(self) -> http.client.HTTPResponse:
         headers = {"Accept-Encoding": "identity"}
-        if self._offset:
+        if self._end is not None:
+            headers["Range"] = f"bytes={self._offset}-{self._end - 1}"
+        elif self._offset:
             headers["Range"] = f"bytes={self._offset}-"
         request = urllib.request.Request(self.url, headers=headers)
         try:
@@ -170,6 +183,7 @@ class HttpStream(io.RawIOBase):
                                 f"was {self._total} bytes, now {total}; start again",
                                 status=response.status, received=self._offset)
         self._total = total if total is not None else self._total
+        self.ranged = response.status == 206
         # A 200 to a ranged request (or a 206 from before) repeats bytes already read.
         skip = self._offset - start
         if skip < 0:
@@ -184,6 +198,7 @@ class HttpStream(io.RawIOBase):
                 response.close()
                 raise http.client.IncompleteRead(b"", skip)
             skip -= len(data)
+            self.transferred += len(data)
         return response
 
     def _span(self, response: http.client.HTTPResponse) -> tuple[int, int | None]:
@@ -219,3 +234,25 @@ def _say(cause: BaseException | str) -> str:
     if isinstance(cause, urllib.error.HTTPError):
         return f"HTTP {cause.code} {cause.reason}"
     return f"{type(cause).__name__}: {cause}"
+
+
+class HttpSource:
+    """A bundle on an http(s) server, read in spans with Range requests, each span resumed
+    like any download (HttpStream). `transferred` counts what came over the network."""
+
+    def __init__(self, url: str, *, ca_file: Path | None = None, timeout_s: float = 30.0,
+                 retries: int = 8, backoff: Backoff | None = None) -> None:
+        self.url, self.ca_file, self.timeout_s, self.retries = url, ca_file, timeout_s, retries
+        self.backoff = backoff
+        self.streams: list[HttpStream] = []
+
+    def open(self, start: int, length: int | None) -> HttpStream:
+        stream = HttpStream(self.url, ca_file=self.ca_file, timeout_s=self.timeout_s,
+                            retries=self.retries, backoff=self.backoff, start=start,
+                            length=length)
+        self.streams.append(stream)
+        return stream
+
+    @property
+    def transferred(self) -> int:
+        return sum(stream.transferred for stream in self.streams)

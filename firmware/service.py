@@ -16,6 +16,7 @@ Progress and outcomes go to the node through `firmware.handoff`; the node tells 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import subprocess
@@ -27,8 +28,9 @@ from pathlib import Path
 from firmware import handoff
 from firmware.bootctl import BootControl, BootControlError, Slot
 from firmware.bundle import Reader, Refused
-from firmware.http import DownloadError, HttpStream
-from firmware.install import install
+from firmware.chunks import SlotIndex
+from firmware.http import DownloadError, HttpSource
+from firmware.install import Running, Tally, install
 from firmware.keys import TRUSTED_DIR, ReleaseKeyError, load_trusted
 from firmware.release import RELEASE_FILE, board, installed
 
@@ -55,16 +57,48 @@ def _run(argv: list[str]) -> None:
     subprocess.run(argv, check=True, timeout=120)
 
 
-class _Hashing:
-    """The download as read, hashed on the way (the hub may name the bundle's SHA-256)."""
+class _Pinned:
+    """The bundle read once from its start, hashed on the way (the hub named its SHA-256)."""
 
-    def __init__(self, stream: Reader) -> None:
-        self.stream, self.sha = stream, hashlib.sha256()
+    def __init__(self, source: HttpSource) -> None:
+        self.source, self.sha = source, hashlib.sha256()
 
-    def read(self, n: int = -1) -> bytes:
-        data = self.stream.read(n) or b""
-        self.sha.update(data)
-        return data
+    def open(self, start: int, length: int | None) -> Reader:
+        stream = self.source.open(start, length)
+        sha = self.sha
+
+        class Hashed:
+            def read(self, n: int = -1, /) -> bytes:
+                data = stream.read(n) or b""
+                sha.update(data)
+                return data
+
+            def close(self) -> None:
+                stream.close()
+
+        return Hashed()
+
+    @property
+    def transferred(self) -> int:
+        return self.source.transferred
+
+
+def slot_index(node: Node, slot: Slot) -> Path:
+    """Where the chunk index of what `slot` holds is kept."""
+    return node.state / f"slot-{slot.value}.index"
+
+
+def _running_index(node: Node, slot: Slot, label: str, chunk_size: int) -> SlotIndex:
+    """The running slot's chunk index: kept from its install, or made once by reading it."""
+    path = slot_index(node, slot)
+    kept = SlotIndex.load(path)
+    if kept is not None and kept.label == label and kept.chunk_size == chunk_size:
+        return kept
+    log.warning("reading slot %s (%s) once to index its chunks", slot, label)
+    made = SlotIndex.scan(node.slot_device(slot), label=label, chunk_size=chunk_size)
+    with contextlib.suppress(OSError):
+        made.save(path)
+    return made
 
 
 def install_request(node: Node, boot: BootControl) -> str:
@@ -113,31 +147,41 @@ def install_request(node: Node, boot: BootControl) -> str:
     report("downloading", slot=slot.value)
     last_report = [0.0]
 
-    def progress(done: int, total: int) -> None:
+    def progress(tally: Tally) -> None:
         now = time.monotonic()
-        if now - last_report[0] >= 1.0 or done == total:
+        if now - last_report[0] >= 1.0 or tally.done == tally.total:
             last_report[0] = now
-            report("downloading", bytes=done, total=total, slot=slot.value)
+            report("downloading", bytes=tally.done, total=tally.total, slot=slot.value,
+                   downloaded=tally.downloaded, reused=tally.reused)
 
+    # The slot about to be written no longer holds what its kept index says.
+    slot_index(node, slot).unlink(missing_ok=True)
+    source = HttpSource(req.url)
+    # A hub that names the bundle's SHA-256 gets the whole file read and checked; otherwise
+    # only what the running slot lacks is fetched (the signature covers every chunk anyway).
+    pinned = _Pinned(source) if req.sha256 else None
+    here = None if pinned else Running(node.slot_device(state.booted), functools.partial(
+        _running_index, node, state.booted, running.label() if running else "unknown"))
     try:
         keys = load_trusted(node.keys)
-        stream = HttpStream(req.url)
-        source = _Hashing(stream)
-        with stream:
-            manifest = install(source, device, keys=keys, board=board(node.proc),
-                               installed=running, progress=progress)
-            while source.read(1 << 16):  # the rest of the file, if any, for the hash
-                pass
+        done = install(pinned or source, device, keys=keys, board=board(node.proc),
+                       installed=running, running=here, progress=progress)
     except Refused as e:
         return finish("refused", reason=e.reason, error=str(e), slot=slot.value)
     except (DownloadError, ReleaseKeyError) as e:
         return finish("failed", error=str(e), slot=slot.value)
     except OSError as e:
         return finish("failed", error=f"writing slot {slot} ({device}): {e}", slot=slot.value)
-    if req.sha256 and source.sha.hexdigest() != req.sha256.lower():
+    manifest = done.manifest
+    if pinned and pinned.sha.hexdigest() != req.sha256.lower():
         return finish("failed", slot=slot.value, error="the bundle's SHA-256 is "
-                      f"{source.sha.hexdigest()}, not the {req.sha256} the hub named; slot "
+                      f"{pinned.sha.hexdigest()}, not the {req.sha256} the hub named; slot "
                       f"{slot} was written but not armed")
+    with contextlib.suppress(OSError):  # without it, the next update reads the slot again
+        SlotIndex.of(done.index, manifest.release().label()).save(slot_index(node, slot))
+    log.warning("update %s: %s installed into slot %s: %d bytes downloaded, %d reused from "
+                "slot %s, %d zeros", cid, manifest.release().label(), slot,
+                done.tally.downloaded, done.tally.reused, state.booted, done.tally.zeroed)
     label = manifest.release().label()
     handoff.write(node.state, handoff.PENDING, handoff.Pending(
         reply=req.reply, version=label, slot=slot.value, from_slot=state.booted.value,
@@ -158,9 +202,11 @@ def install_request(node: Node, boot: BootControl) -> str:
         return finish("failed", error=f"installed, but the trial could not be armed: {e}",
                       version=label, slot=slot.value)
     size = manifest.image_size
+    moved = {"downloaded": done.tally.downloaded, "reused": done.tally.reused}
     if not req.reboot:
-        return finish("installed", bytes=size, total=size, version=label, slot=slot.value)
-    finish("rebooting", bytes=size, total=size, version=label, slot=slot.value)
+        return finish("installed", bytes=size, total=size, version=label, slot=slot.value,
+                      **moved)
+    finish("rebooting", bytes=size, total=size, version=label, slot=slot.value, **moved)
     log.warning("update %s: rebooting into slot %s (%s) on trial", cid, slot, label)
     time.sleep(node.reboot_grace_s)
     node.reboot(boot.reboot_argv())

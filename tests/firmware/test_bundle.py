@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import ValidationError
 
 from firmware import bundle, keys, release
 from firmware.bundle import Refused
-from firmware.manifest import Chunk, Manifest, zero_sha256
+from firmware.chunks import BadIndex, ChunkIndex
 from firmware.release import Release
 
 MiB = 1 << 20
@@ -59,6 +58,12 @@ def head_of(path: Path) -> bundle.Head:
         return bundle.read_head(f)
 
 
+def index_of(path: Path) -> ChunkIndex:
+    with path.open("rb") as f:
+        head = bundle.read_head(f)
+        return bundle.read_index(f, head, head.manifest)
+
+
 def refusal(path: Path, trusted: list[Any], *, board: str = BOARD,
             installed: Release | None = INSTALLED, slot_size: int = 8 * MiB) -> Refused:
     """What a node refuses the bundle at `path` with, before its payload."""
@@ -86,14 +91,21 @@ def test_a_bundle_made_twice_from_one_image_is_the_same_bytes(
     assert (tmp_path / "a.scfw").read_bytes() == (tmp_path / "b.scfw").read_bytes()
 
 
-def test_zero_chunks_are_left_out_of_the_payload(image: Path, key: Ed25519PrivateKey,
-                                                 tmp_path: Path) -> None:
+def test_zero_chunks_are_left_out_of_the_payload_and_others_packed_when_that_pays(
+        image: Path, key: Ed25519PrivateKey, tmp_path: Path) -> None:
     path = make_bundle(image, tmp_path / "0.3.0.scfw", key)
-    manifest = bundle.inspect(path)
-    assert [chunk.zero for chunk in manifest.chunks] == ZERO_CHUNKS
+    manifest, index = bundle.inspect(path), index_of(path)
+    assert [stored == 0 for stored in index.stored] == ZERO_CHUNKS
     assert manifest.image_size == IMAGE_SIZE
-    assert manifest.payload_size == 3 * CHUNK + SHORT
-    assert path.stat().st_size == head_of(path).length + manifest.payload_size
+    # noise does not pack and is stored as it is; the half-zero chunk packs to about half
+    assert [index.stored[i] for i in (0, 2, 5)] == [CHUNK, CHUNK, SHORT]
+    assert CHUNK // 2 < index.stored[4] < CHUNK * 6 // 10
+    assert manifest.payload_size == sum(index.stored)
+    unpacked = bundle.make(image, tmp_path / "raw.scfw", key=None, chunk_size=CHUNK,
+                           compression="none", **NEW)
+    assert unpacked.payload_size == 3 * CHUNK + SHORT
+    assert path.stat().st_size == (head_of(path).length + manifest.index_size
+                                   + manifest.payload_size)
 
 
 def test_a_signed_bundle_verifies_under_the_release_key_it_names(
@@ -207,30 +219,48 @@ def test_a_bundle_cut_inside_its_payload_is_refused_by_inspect(
     assert caught.value.reason == "truncated"
 
 
-def test_a_bundle_of_a_newer_format_is_refused_as_malformed_naming_the_field(
-        tmp_path: Path) -> None:
-    path = tmp_path / "future.scfw"
-    body = b'{"format": 2}'
+@pytest.mark.parametrize("version", [1, 3])
+def test_a_bundle_of_another_format_is_refused_as_malformed_naming_the_field(
+        version: int, tmp_path: Path) -> None:
+    path = tmp_path / "other.scfw"
+    body = b'{"format": %d}' % version
     path.write_bytes(bundle.MAGIC + len(body).to_bytes(4, "big") + body + bytes(2))
     with pytest.raises(Refused) as caught:
         head_of(path)
     assert caught.value.reason == "malformed"
-    assert "(format: Input should be 1)" in str(caught.value)
+    assert "(format: Input should be 2)" in str(caught.value)
 
 
-def test_a_manifest_whose_chunks_do_not_add_up_is_rejected() -> None:
-    fields: dict[str, Any] = {
-        "format": 1, "version": "0.3.0", "build": 1, "boards": ["pi4"], "image_size": 3 * CHUNK - 1,
-        "chunk_size": CHUNK, "payload_size": 3 * CHUNK - 1, "image_sha256": "0" * 64,
-        "created": CREATED, "chunks": [Chunk(sha256="a" * 64)] * 3}
-    Manifest(**fields)
-    for wrong in ({"chunks": [Chunk(sha256="a" * 64)] * 2}, {"payload_size": 3 * CHUNK},
-                  {"chunk_size": 3 * MiB},
-                  {"chunks": [Chunk(sha256="a" * 64, zero=True)] * 3, "payload_size": 0}):
-        with pytest.raises(ValidationError):
-            Manifest(**{**fields, **wrong})
-    zeros = [Chunk(sha256=zero_sha256(CHUNK), zero=True)] * 2
-    Manifest(**{**fields, "payload_size": CHUNK - 1, "chunks": [*zeros, Chunk(sha256="a" * 64)]})
+def test_a_chunk_index_altered_after_signing_is_refused_as_tampered(
+        image: Path, key: Ed25519PrivateKey, trusted: list[Any], tmp_path: Path) -> None:
+    path = make_bundle(image, tmp_path / "0.3.0.scfw", key)
+    data = bytearray(path.read_bytes())
+    data[head_of(path).length + 20] ^= 0x40
+    path.write_bytes(data)
+    with path.open("rb") as f, pytest.raises(Refused) as caught:
+        head = bundle.read_head(f)
+        bundle.read_index(f, head, bundle.verify(head, trusted))
+    assert caught.value.reason == "tampered"
+    assert "chunk index" in str(caught.value)
+
+
+def test_a_chunk_index_that_does_not_fit_its_manifest_is_rejected() -> None:
+    index = ChunkIndex(CHUNK, 3 * CHUNK - 1)
+    for _ in range(3):
+        index.add(b"a" * 32, CHUNK // 2)
+    fits = ChunkIndex.decode(index.encode(), chunk_size=CHUNK, image_size=3 * CHUNK - 1)
+    assert list(fits.stored) == [CHUNK // 2] * 3 and fits.digest(2) == b"a" * 32
+    for wrong in ({"image_size": 4 * CHUNK}, {"image_size": 2 * CHUNK},
+                  {"chunk_size": CHUNK // 2}):
+        with pytest.raises(BadIndex):
+            ChunkIndex.decode(index.encode(), **{"chunk_size": CHUNK,
+                                                  "image_size": 3 * CHUNK - 1, **wrong})
+    zero_claim = ChunkIndex(CHUNK, CHUNK)
+    zero_claim.add(b"a" * 32, 0)  # "all zeros", with a digest that is not of zeros
+    with pytest.raises(BadIndex, match="not possible"):
+        ChunkIndex.decode(zero_claim.encode(), chunk_size=CHUNK, image_size=CHUNK)
+    with pytest.raises(BadIndex, match="does not unpack"):
+        ChunkIndex.decode(b"not zlib", chunk_size=CHUNK, image_size=CHUNK)
 
 
 def test_a_new_release_key_is_private_to_its_owner_with_its_public_half_beside_it(

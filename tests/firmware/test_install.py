@@ -20,8 +20,9 @@ from drivers.backoff import Backoff
 from edge import pki
 from firmware import bundle, keys
 from firmware.bundle import Refused
-from firmware.http import DownloadError, HttpStream
-from firmware.install import install
+from firmware.chunks import SlotIndex
+from firmware.http import DownloadError, HttpSource, HttpStream
+from firmware.install import FileSource, Running, Tally, install
 from firmware.manifest import Manifest
 from tests.firmware.test_bundle import (
     BOARD,
@@ -43,6 +44,11 @@ def download(url: str, *, timeout_s: float = 5.0, retries: int = 8,
                       backoff=Backoff(0.001, 0.01))
 
 
+def remote(url: str, *, timeout_s: float = 5.0, ca_file: Path | None = None) -> HttpSource:
+    """The bundle at `url` as the installer reads it, waiting milliseconds between attempts."""
+    return HttpSource(url, ca_file=ca_file, timeout_s=timeout_s, backoff=Backoff(0.001, 0.01))
+
+
 @pytest.fixture
 def image(tmp_path: Path) -> bytes:
     return write_image(tmp_path / "rootfs.img")
@@ -62,8 +68,8 @@ def release_bundle(image: bytes, key: Ed25519PrivateKey, tmp_path: Path) -> Path
 
 
 def install_file(path: Path, slot: Path, trusted: list[Any], **kwargs: Any) -> Manifest:
-    with path.open("rb") as f:
-        return install(f, slot, keys=trusted, board=BOARD, installed=INSTALLED, **kwargs)
+    return install(FileSource(path), slot, keys=trusted, board=BOARD, installed=INSTALLED,
+                   **kwargs).manifest
 
 
 def test_an_installed_slot_holds_the_image_byte_for_byte_over_the_old_system(
@@ -77,12 +83,16 @@ def test_an_installed_slot_holds_the_image_byte_for_byte_over_the_old_system(
     assert len(after) == SLOT
 
 
-def test_progress_reports_each_chunk_up_to_the_image_size(
+def test_progress_reports_the_zeros_then_each_chunk_up_to_the_image_size(
         release_bundle: Path, slot: Path, trusted: list[Any]) -> None:
-    seen: list[tuple[int, int]] = []
-    install_file(release_bundle, slot, trusted, progress=lambda done, total:
-                 seen.append((done, total)))
-    assert seen == [(min((n + 1) * CHUNK, IMAGE_SIZE), IMAGE_SIZE) for n in range(6)]
+    seen: list[Tally] = []
+    install_file(release_bundle, slot, trusted, progress=lambda t: seen.append(Tally(**vars(t))))
+    assert [t.done for t in seen][:6] == [CHUNK, 2 * CHUNK, 3 * CHUNK, 4 * CHUNK, 5 * CHUNK,
+                                          IMAGE_SIZE]
+    assert {t.total for t in seen} == {IMAGE_SIZE}
+    last = seen[-1]
+    assert (last.zeroed, last.reused) == (2 * CHUNK, 0)
+    assert last.downloaded == release_bundle.stat().st_size  # read once, start to end
 
 
 def _unsigned(tmp: Path, key: Ed25519PrivateKey) -> tuple[Path, dict[str, Any]]:
@@ -137,8 +147,9 @@ def test_every_refusal_before_the_payload_leaves_the_slot_untouched(
         tmp_path: Path) -> None:
     old = slot.read_bytes()
     path, node = bundle_for(tmp_path, key)
-    with path.open("rb") as f, pytest.raises(Refused) as caught:
-        install(f, slot, keys=trusted, **{"board": BOARD, "installed": INSTALLED, **node})
+    with pytest.raises(Refused) as caught:
+        install(FileSource(path), slot, keys=trusted,
+                **{"board": BOARD, "installed": INSTALLED, **node})
     assert caught.value.reason == reason
     assert slot.read_bytes() == old
 
@@ -152,32 +163,38 @@ def test_an_older_release_signed_with_downgrade_installs(
     assert slot.read_bytes()[:IMAGE_SIZE] == image
 
 
-@pytest.mark.parametrize(("stored", "chunk"), [(1, 3), (3, 6)])
-def test_a_tampered_chunk_is_refused_and_the_slot_keeps_its_first_bytes(
-        stored: int, chunk: int, release_bundle: Path, slot: Path, trusted: list[Any]) -> None:
-    old = slot.read_bytes()
-    length = bundle.inspect(release_bundle).chunk_size
-    data = bytearray(release_bundle.read_bytes())
+@pytest.mark.parametrize("chunk", [2, 4, 5])  # 4 is stored packed
+def test_a_tampered_chunk_is_refused_and_the_slot_holds_no_superblock(
+        chunk: int, release_bundle: Path, slot: Path, trusted: list[Any]) -> None:
     with release_bundle.open("rb") as f:
-        at = bundle.read_head(f).length + stored * length + 1000  # in the stored-th stored chunk
-    data[at] ^= 0x01
+        head = bundle.read_head(f)
+        index = bundle.read_index(f, head, head.manifest)
+    data = bytearray(release_bundle.read_bytes())
+    data[head.length + head.manifest.index_size + index.offsets()[chunk] + 1000] ^= 0x01
     release_bundle.write_bytes(data)
     with pytest.raises(Refused) as caught:
         install_file(release_bundle, slot, trusted)
     assert caught.value.reason == "tampered"
-    assert str(caught.value).startswith(f"chunk {chunk} of 6 does not match its SHA-256")
-    assert slot.read_bytes()[:CHUNK] == old[:CHUNK]
+    assert str(caught.value).startswith(f"chunk {chunk + 1} of 6 does not match its SHA-256")
+    assert slot.read_bytes()[:CHUNK] == bytes(CHUNK)  # cleared first, written last
 
 
-def test_a_bundle_cut_short_in_its_payload_is_refused_and_the_slot_keeps_its_first_bytes(
+def test_a_bundle_cut_short_in_its_payload_is_refused_and_the_slot_holds_no_superblock(
         release_bundle: Path, slot: Path, trusted: list[Any]) -> None:
-    old = slot.read_bytes()
     release_bundle.write_bytes(release_bundle.read_bytes()[:-10])
     with pytest.raises(Refused) as caught:
         install_file(release_bundle, slot, trusted)
     assert caught.value.reason == "truncated"
     assert "chunk 6 of 6" in str(caught.value) and "10 bytes short" in str(caught.value)
-    assert slot.read_bytes()[:CHUNK] == old[:CHUNK]
+    assert slot.read_bytes()[:CHUNK] == bytes(CHUNK)
+
+
+def test_zero_chunks_become_holes_in_a_slot_file(
+        image: bytes, release_bundle: Path, slot: Path, trusted: list[Any]) -> None:
+    before = slot.stat().st_blocks
+    install_file(release_bundle, slot, trusted)
+    assert slot.read_bytes()[:IMAGE_SIZE] == image
+    assert slot.stat().st_blocks * 512 <= before * 512 - 2 * CHUNK  # chunks 1 and 3 punched
 
 
 class ReleaseServer(ThreadingHTTPServer):
@@ -208,17 +225,18 @@ class _Handler(BaseHTTPRequestHandler):
         if fault[0] == "status" or path not in server.files:
             self.send_error(fault[1] if fault[0] == "status" else 404)
             return
-        body, start = server.files[path], 0
+        body, start, stop = server.files[path], 0, len(server.files[path])
         asked = self.headers["Range"]
         if asked and server.ranges:
-            start = int(asked.removeprefix("bytes=").removesuffix("-"))
+            first, _, last = asked.removeprefix("bytes=").partition("-")
+            start, stop = int(first), min(int(last) + 1 if last else stop, stop)
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{len(body)}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
+        self.send_header("Content-Length", str(stop - start))
         self.end_headers()
-        end = start + fault[1] if fault[0] in ("drop", "stall") else len(body)
+        end = start + fault[1] if fault[0] in ("drop", "stall") else stop
         self.wfile.write(body[start:end])
         self.wfile.flush()
         if fault[0] == "stall":
@@ -254,10 +272,11 @@ def test_a_download_dropped_several_times_resumes_and_installs(
         image: bytes, serve: Callable[..., ReleaseServer], slot: Path,
         trusted: list[Any]) -> None:
     server = serve([("drop", 300_000), ("drop", 1_500_000), ("drop", 7)])
-    with download(server.url("/0.3.0.scfw")) as stream:
-        install(stream, slot, keys=trusted, board=BOARD, installed=INSTALLED)
-        assert stream.resumed == 3
-        assert stream.received == stream.total
+    source = remote(server.url("/0.3.0.scfw"))
+    install(source, slot, keys=trusted, board=BOARD, installed=INSTALLED)
+    [stream] = source.streams
+    assert stream.resumed == 3
+    assert stream.received == stream.total
     assert slot.read_bytes()[:IMAGE_SIZE] == image
     assert server.seen == [None, "bytes=300000-", "bytes=1800000-", "bytes=1800007-"]
 
@@ -266,9 +285,9 @@ def test_a_stalled_download_times_out_and_resumes(
         image: bytes, serve: Callable[..., ReleaseServer], slot: Path,
         trusted: list[Any]) -> None:
     server = serve([("stall", 2_000_000)])
-    with download(server.url("/0.3.0.scfw"), timeout_s=0.5) as stream:
-        install(stream, slot, keys=trusted, board=BOARD, installed=INSTALLED)
-        assert stream.resumed == 1
+    source = remote(server.url("/0.3.0.scfw"), timeout_s=0.5)
+    install(source, slot, keys=trusted, board=BOARD, installed=INSTALLED)
+    assert [stream.resumed for stream in source.streams] == [1]
     assert slot.read_bytes()[:IMAGE_SIZE] == image
 
 
@@ -276,9 +295,9 @@ def test_a_server_that_ignores_range_still_delivers_the_whole_bundle(
         image: bytes, serve: Callable[..., ReleaseServer], slot: Path,
         trusted: list[Any]) -> None:
     server = serve([("drop", 1_234_567), ("drop", 2_500_000)], ranges=False)
-    with download(server.url("/0.3.0.scfw")) as stream:
-        install(stream, slot, keys=trusted, board=BOARD, installed=INSTALLED)
-        assert stream.resumed == 2
+    source = remote(server.url("/0.3.0.scfw"))
+    install(source, slot, keys=trusted, board=BOARD, installed=INSTALLED)
+    assert [stream.resumed for stream in source.streams] == [2]
     assert slot.read_bytes()[:IMAGE_SIZE] == image
 
 
@@ -311,8 +330,96 @@ def test_a_bundle_over_https_installs_with_the_hub_ca(
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert.cert, cert.key)
     server = serve([("drop", 1_000_000)], tls=tls)
-    with download(server.url("/0.3.0.scfw"), ca_file=ca.cert) as stream:
-        install(stream, slot, keys=trusted, board=BOARD, installed=INSTALLED)
+    install(remote(server.url("/0.3.0.scfw"), ca_file=ca.cert), slot, keys=trusted,
+            board=BOARD, installed=INSTALLED)
     assert slot.read_bytes()[:IMAGE_SIZE] == image
     with pytest.raises(DownloadError, match="certificate is not trusted"):  # at once, no retries
         download(server.url("/0.3.0.scfw"))
+
+
+# --- adaptive installs: only what the running slot lacks is fetched ---
+
+BLOCK = 4096
+
+
+def releases(tmp: Path) -> tuple[Path, Path, bytes]:
+    """The running release's slot and the next release's image, 4 KiB blocks as ext4 lays
+    them out: the next one changes block 10, grows a file at block 100 by one block (the 100
+    blocks after it move up by one), and ends in zeros as a slot image does."""
+    rng = random.Random(3)
+    blocks = [rng.randbytes(BLOCK) for _ in range(300)] + [bytes(BLOCK)] * 60
+    old = b"".join(blocks)
+    new_blocks = [*blocks[:300]]
+    new_blocks[10] = rng.randbytes(BLOCK)
+    new_blocks[100:200] = [rng.randbytes(BLOCK), *blocks[100:199]]
+    new = b"".join(new_blocks) + bytes(60 * BLOCK)
+    running = tmp / "vda2"
+    running.write_bytes(old + rng.randbytes(200 * BLOCK))  # the slot beyond the image: noise
+    image = tmp / "next.img"
+    image.write_bytes(new)
+    return running, image, new
+
+
+def scanned(device: Path) -> Running:
+    return Running(device, lambda size: SlotIndex.scan(device, label="0.2.0", chunk_size=size))
+
+
+def test_an_adaptive_install_fetches_only_the_blocks_the_running_slot_lacks(
+        key: Ed25519PrivateKey, slot: Path, trusted: list[Any],
+        serve: Callable[..., ReleaseServer], tmp_path: Path) -> None:
+    running, image, new = releases(tmp_path)
+    path = make_bundle(image, tmp_path / "next.scfw", key, chunk_size=BLOCK)
+    server = serve()
+    server.files["/next.scfw"] = path.read_bytes()
+    source = remote(server.url("/next.scfw"))
+    done = install(source, slot, keys=trusted, board=BOARD, installed=INSTALLED,
+                   running=scanned(running))
+    assert slot.read_bytes()[:len(new)] == new
+    # block 10 and the grown file's new block are fetched; the 99 moved ones are found
+    assert done.tally.reused == (300 - 2) * BLOCK
+    assert done.tally.zeroed == 60 * BLOCK
+    with path.open("rb") as f:
+        head = bundle.read_head(f)
+    payload_at = head.length + head.manifest.index_size
+    assert payload_at + 2 * BLOCK <= done.tally.downloaded < payload_at + 2 * BLOCK + (64 << 10)
+    assert done.tally.downloaded < path.stat().st_size // 10
+    ranges = [r for r in server.seen if r is not None]
+    assert len(ranges) == len(server.seen) == 3  # head and index (small here), two spans
+    assert all(r.count("-") == 1 and not r.endswith("-") for r in ranges)  # bounded ranges
+
+
+def test_a_running_slot_whose_kept_index_is_stale_still_installs_the_exact_image(
+        key: Ed25519PrivateKey, slot: Path, trusted: list[Any], tmp_path: Path) -> None:
+    running, image, new = releases(tmp_path)
+    path = make_bundle(image, tmp_path / "next.scfw", key, chunk_size=BLOCK)
+    # an index that claims the running slot already holds the whole next image
+    stale = SlotIndex.scan(image, label="0.2.0", chunk_size=BLOCK)
+    done = install(FileSource(path), slot, keys=trusted, board=BOARD, installed=INSTALLED,
+                   running=Running(running, lambda _size: stale))
+    assert slot.read_bytes()[:len(new)] == new
+    # every copy was hashed: what did not match was fetched instead
+    assert done.tally.reused < (300 - 2) * BLOCK
+    assert done.tally.done == len(new)
+
+
+def test_an_adaptive_install_from_a_server_that_ignores_range_still_installs(
+        key: Ed25519PrivateKey, slot: Path, trusted: list[Any],
+        serve: Callable[..., ReleaseServer], tmp_path: Path) -> None:
+    running, image, new = releases(tmp_path)
+    path = make_bundle(image, tmp_path / "next.scfw", key, chunk_size=BLOCK)
+    server = serve(ranges=False)
+    server.files["/next.scfw"] = path.read_bytes()
+    install(remote(server.url("/next.scfw")), slot, keys=trusted, board=BOARD,
+            installed=INSTALLED, running=scanned(running))
+    assert slot.read_bytes()[:len(new)] == new
+
+
+def test_a_slot_index_is_kept_whole_and_a_damaged_one_reads_as_missing(tmp_path: Path) -> None:
+    running, _image, _new = releases(tmp_path)
+    made = SlotIndex.scan(running, label="0.2.0 (build 1)", chunk_size=BLOCK)
+    made.save(tmp_path / "slot-A.index")
+    assert SlotIndex.load(tmp_path / "slot-A.index") == made
+    data = (tmp_path / "slot-A.index").read_bytes()
+    (tmp_path / "slot-A.index").write_bytes(data[:-5])
+    assert SlotIndex.load(tmp_path / "slot-A.index") is None
+    assert SlotIndex.load(tmp_path / "missing.index") is None
