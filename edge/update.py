@@ -29,7 +29,8 @@ COMMAND = "firmware.update"
 STEP_PCT = 5.0  # at most one progress answer per 5 % of the download (and per stage)
 TAKE_S = 300.0  # the installer's path unit takes a request in seconds; not by then: it is down
 _FINAL = ("refused", "failed")
-_SHARED = {"stage", "bytes", "total", "version", "slot", "reason"}  # Progress → FirmwareProgress
+_SHARED = {"stage", "bytes", "total", "downloaded", "reused", "version", "slot",
+           "reason"}  # Progress → FirmwareProgress
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 

@@ -120,6 +120,10 @@ class FirmwareProgress(_Stats):
     bytes: int = Field(default=0, description="Of the image, written so far")
     total: int = Field(default=0, description="The image's size, once known")
     percent: float = 0
+    downloaded: int = Field(default=0, description="Bytes of the bundle fetched so far: only "
+                            "what the running slot does not already hold")
+    reused: int = Field(default=0, description="Bytes of the image copied from the running "
+                        "slot instead of being downloaded")
     version: str = Field(default="", description="The bundle's release, once read")
     slot: str = Field(default="", description="The slot the bundle goes into (A or B); "
                       "committed, rolled_back: the slot now running")
