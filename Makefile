@@ -22,15 +22,25 @@ IMAGE_PACKAGES := mmdebstrap qemu-user-static binfmt-support arch-test dosfstool
                   e2fsprogs fdisk bmap-tools xz-utils apt-utils qemu-system-arm \
                   diffoscope-minimal udev kmod u-boot-tools libubootenv-tool u-boot-qemu
 
-.PHONY: demo test lint bench models sysdeps sysdeps-image venv contract clean soak image
+.PHONY: demo test test-fast lint bench bench-fleet bench-update models sysdeps sysdeps-image \
+        venv contract clean soak image
 
 demo: sysdeps $(STAMP)
 	$(BIN)/edge-demo
 
-test: sysdeps sysdeps-image $(STAMP)
-	$(BIN)/ruff check edge drivers tests bench image-build
+# Everything, the image built twice and booted included; the image builds run in the
+# background while the rest of the suite runs, and the image tests come last. Ends with the
+# 20 slowest tests.
+test: sysdeps sysdeps-image $(STAMP) lint
+	$(BIN)/python -m pytest --durations=20
+
+# The developer's loop: everything but the image suites (no build, no qemu).
+test-fast: sysdeps $(STAMP) lint
+	$(BIN)/python -m pytest -m "not image" --durations=20
+
+lint: $(STAMP)
+	$(BIN)/ruff check edge drivers firmware tests bench image-build
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
 
 bench: sysdeps $(STAMP)
 	$(BIN)/python bench/alert_latency.py
@@ -39,6 +49,10 @@ bench: sysdeps $(STAMP)
 
 bench-fleet: sysdeps $(STAMP)
 	$(BIN)/python bench/fleet.py
+
+# Adaptive updates against full ones, on the root of the image `make image` built (as root).
+bench-update: sysdeps-image $(STAMP)
+	$(BIN)/python bench/update.py
 
 # The uplink fault scenarios, longer and with a random mix of faults (tests/soak.py); exits
 # non-zero on any lost, duplicated or reordered alert. Not part of `make test`.
@@ -67,7 +81,7 @@ sysdeps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else \
 	    echo "missing Debian packages; run as root:"; \
 	    echo "  apt-get install -y$$missing"; exit 1; \

@@ -1,8 +1,12 @@
 """The image, built once per test run from image.yaml and shared by the image's system tests
 (its layout and boot, the update sequence), and its second build for the reproducibility
-check, run in the background from the first image test on. EDGE_TEST_IMAGE=<a built .img> lets the
-image tests run against an image built before (e.g. by `make image`), to work on them
-without building again (the reproducibility test is then skipped)."""
+check.
+
+Both builds run in the background from the moment the suite is collected, one after the
+other, while the rest of the suite runs (most of a build is one emulated dpkg at a time: the
+other core has room); the image tests run last and wait for them. EDGE_TEST_IMAGE=<a built
+.img> lets the image tests run against an image built before (e.g. by `make image`), to work
+on them without building again (the reproducibility test is then skipped)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,52 @@ from imagebuild import build, tools
 from tests.image.paths import CONFIG
 
 
+class Builds(threading.Thread):
+    """The first build of image.yaml, then the second of the same inputs."""
+
+    def __init__(self, out: Path) -> None:
+        super().__init__(daemon=True, name="image-builds")
+        self.out = out
+        self.first: build.Built | None = None
+        self.second: build.Built | None = None
+        self.first_done = threading.Event()
+        self.first_error: BaseException | None = None
+        self.second_error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            tools.check_host(boot_test=True)
+            self.first = build.build(CONFIG, self.out / "image-1", build.default_cache())
+        except BaseException as exc:
+            self.first_error = exc
+            return
+        finally:
+            self.first_done.set()
+        try:
+            self.second = build.build(CONFIG, self.out / "image-2", build.default_cache())
+        except BaseException as exc:
+            self.second_error = exc
+
+
+_builds: Builds | None = None
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what does not run
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """The image tests last, and their builds started now."""
+    global _builds
+    image = [item for item in items if item.get_closest_marker("image")]
+    if not image:
+        return
+    items[:] = [item for item in items if not item.get_closest_marker("image")] + image
+    if os.environ.get("EDGE_TEST_IMAGE") or config.option.collectonly or _builds is not None:
+        return
+    factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
+    _builds = Builds(factory.mktemp("image-builds"))
+    _builds.start()
+
+
 @pytest.fixture(scope="session")
 def built_image(tmp_path_factory: pytest.TempPathFactory) -> build.Built:
     given = os.environ.get("EDGE_TEST_IMAGE")
@@ -25,36 +75,35 @@ def built_image(tmp_path_factory: pytest.TempPathFactory) -> build.Built:
         files = [p for p in sorted(img.parent.iterdir())
                  if p.name.startswith(stem) or p.name == "SHA256SUMS"]
         return build.Built(img=img, files=files, version=stem, kernel="")
-    try:
-        tools.check_host(boot_test=True)
-    except tools.HostNotReady as exc:
-        pytest.fail(str(exc))
-    return build.build(CONFIG, tmp_path_factory.mktemp("image-1"), build.default_cache())
+    assert _builds is not None, "the image builds start when the suite is collected"
+    _builds.first_done.wait()
+    if isinstance(_builds.first_error, tools.HostNotReady):
+        pytest.fail(str(_builds.first_error))
+    if _builds.first_error is not None:
+        raise _builds.first_error
+    assert _builds.first is not None
+    return _builds.first
 
 
-class Rebuild(threading.Thread):
-    """The second build of the same inputs, run while the first one is checked and booted
-    (most of a build is one emulated dpkg at a time: the other core has room)."""
+class Rebuild:
+    """The second build, waited for by the reproducibility test."""
 
-    def __init__(self, out: Path) -> None:
-        super().__init__(daemon=True)
-        self.out = out
-        self.built: build.Built | None = None
-        self.error: BaseException | None = None
+    def join(self) -> None:
+        if _builds is not None:
+            _builds.join()
 
-    def run(self) -> None:
-        try:
-            self.built = build.build(CONFIG, self.out, build.default_cache())
-        except BaseException as exc:
-            self.error = exc
+    @property
+    def built(self) -> build.Built | None:
+        return _builds.second if _builds is not None else None
+
+    @property
+    def error(self) -> BaseException | None:
+        return _builds.second_error if _builds is not None else None
 
 
 @pytest.fixture(scope="session")
-def rebuild(built_image: build.Built, tmp_path_factory: pytest.TempPathFactory) -> Rebuild:
-    job = Rebuild(tmp_path_factory.mktemp("image-2"))
-    if not os.environ.get("EDGE_TEST_IMAGE"):
-        job.start()
-    return job
+def rebuild(built_image: build.Built) -> Rebuild:
+    return Rebuild()
 
 
 @pytest.fixture(scope="session")
