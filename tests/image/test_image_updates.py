@@ -2,7 +2,13 @@
 image from image.yaml boots through U-Boot's boot.scr on slot A, its node connects to a
 Mosquitto on this machine (10.0.2.2 from inside qemu) and takes `firmware.update` commands
 for bundles served over HTTP from here. One machine runs the whole sequence; a power cut is
-qemu killed. The scenario table is printed at the end (and written beside the console log)."""
+qemu killed. The scenario table is printed at the end (and written beside the console log).
+
+Only what needs a real boot loader and a real power cut is proven here: a good bundle is
+committed, a bad one rolls back, a power cut during the install and one during the commit.
+Every install is adaptive (the next releases differ from the image's in a few blocks), so it
+takes seconds. Refusals (forged, tampered, wrong board, downgrade) are proven against the
+real installer on the host: tests/firmware/."""
 
 from __future__ import annotations
 
@@ -10,8 +16,6 @@ import contextlib
 import functools
 import http.server
 import json
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -225,19 +229,15 @@ def test_updates_commit_roll_back_refuse_and_survive_power_cuts(
         return name
 
     good, bad, later = publish("0.2.0"), publish("0.3.0", broken=True), publish("0.5.0")
-    # A bundle altered after signing: one byte of its payload, and one of its manifest.
-    tampered = shelf_dir / "edge-0.5.0-tampered.bundle"
-    shutil.copyfile(shelf_dir / later, tampered)
-    with tampered.open("r+b") as f:
-        f.seek(tampered.stat().st_size * 3 // 4)
-        byte = f.read(1)
-        f.seek(-1, os.SEEK_CUR)
-        f.write(bytes([byte[0] ^ 0xFF]))
-    forged = shelf_dir / "edge-0.5.0-forged.bundle"
-    data = bytearray((shelf_dir / later).read_bytes()[:1 << 20])
-    at = data.index(b'"0.5.0"')
-    data[at:at + 7] = b'"0.9.0"'
-    forged.write_bytes(bytes(data) + (shelf_dir / later).read_bytes()[1 << 20:])
+    sizes = {name: (shelf_dir / name).stat().st_size for name in (good, bad, later)}
+
+    def moved(cid: str, name: str, since: float) -> str:
+        """What the install of `name` fetched, from the node's last answer with progress."""
+        answers = [p for _, topic, p in hub.messages if p.get("id") == cid
+                   and topic.endswith("/response") and (p.get("firmware") or {}).get("total")]
+        last = (answers[-1]["firmware"] if answers else {})
+        return (f"{last.get('downloaded', 0) / 1e6:.1f} MB of the {sizes[name] / 1e6:.0f} MB "
+                f"bundle downloaded, {last.get('reused', 0) / 1e6:.0f} MB reused")
 
     with hub_broker(tmp_path) as broker:
         hub = Hub(broker)
@@ -271,7 +271,7 @@ def test_updates_commit_roll_back_refuse_and_survive_power_cuts(
                 "slot": "B", "upgrade_available": "0", "bootcount": "0", "bootlimit": "3",
                 "bootargs_extra": ""}
             table.add("good bundle 0.2.0: install into B, trial boot, commit", "committed, "
-                      "running B", 1, time.monotonic() - t)
+                      f"running B; {moved(cid, good, sent)}", 1, time.monotonic() - t)
 
             # 3. a bad update: its node never gets healthy; three tries, then back to B
             t = time.monotonic()
@@ -286,22 +286,10 @@ def test_updates_commit_roll_back_refuse_and_survive_power_cuts(
             assert failed["status"] == "failed" and "rolled back" in failed["error"], failed
             hub.online("0.2.0", 60, sent)
             table.add("bad bundle 0.3.0 (node never healthy)", "3 trial boots of A, back on B "
-                      "by itself, reported failed", 4, time.monotonic() - t)
+                      f"by itself, reported failed; {moved(cid, bad, sent)}", 4,
+                      time.monotonic() - t)
 
-            # 4. altered bundles: refused, nothing switched, no reboot
-            for name, reasons in ((forged.name, ("bad_signature",)),
-                                  (tampered.name, ("tampered",))):
-                t = time.monotonic()
-                boots_before = len(vm.boots)
-                cid, sent = hub.command("firmware.update", url=shelf.url(name))
-                refused = hub.response(cid, "failed", 900, sent)
-                assert refused["firmware"]["reason"] in reasons, refused
-                assert len(vm.boots) == boots_before
-                table.add(f"{'forged manifest' if 'forged' in name else 'altered payload byte'}"
-                          f" ({refused['firmware']['reason']})", "refused, still B", 0,
-                          time.monotonic() - t)
-
-            # 5. power cut while installing: B comes back; the install starts again by itself
+            # 4. power cut while installing: B comes back; the install starts again by itself
             t = time.monotonic()
             cid, sent = hub.command("firmware.update", url=shelf.url(later))
             hub.wait("response", lambda p: p.get("id") == cid and (
@@ -314,7 +302,7 @@ def test_updates_commit_roll_back_refuse_and_survive_power_cuts(
             table.add("power cut during the install (at ≥ 30 %)", "back on B, install "
                       "started again", 1, time.monotonic() - t)
 
-            # 6. power cut while committing: the node comes back on a good slot
+            # 5. power cut while committing: the node comes back on a good slot
             t = time.monotonic()
             vm.expect("safecity-ab: booting slot A (trial 1 of 3)", 900)
             vm.expect("committing slot A", BOOT_S)
@@ -326,8 +314,8 @@ def test_updates_commit_roll_back_refuse_and_survive_power_cuts(
             assert end["status"] == "done", end
             hub.online("0.5.0", 120, cut)
             table.add("power cut during the commit of 0.5.0", f"came back on "
-                      f"{line.split('booting ', 1)[1]}, committed, running A", 2,
-                      time.monotonic() - t)
+                      f"{line.split('booting ', 1)[1]}, committed, running A; "
+                      f"{moved(cid, later, sent)}", 2, time.monotonic() - t)
         finally:
             vm.kill()
             shelf.close()
