@@ -18,7 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.durable import sync_dir
-from edge.record.keyfiles import KEY_FILE, PUBLIC_FILE, fingerprint_of
+from edge.record.keyfiles import KEY_FILE as KEY_FILE  # the file names, as ever importable here
+from edge.record.keyfiles import PUBLIC_FILE as PUBLIC_FILE
+from edge.record.keyfiles import fingerprint_of
 
 
 class EvidenceKeyError(RuntimeError):

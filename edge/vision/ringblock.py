@@ -52,6 +52,8 @@ class RingBlock:
             pass
         shm = shared_memory.SharedMemory(name=name, create=True, size=block_size(capacity, slots))
         buf = shm.buf
+        if buf is None:  # only after close(); never for a block just made
+            raise ValueError(f"shared memory {name!r} is not mapped")
         for word in range(HEADER_WORDS + slots * SLOT_WORDS):
             _WORD.pack_into(buf, word * 8, 0)
         _WORD.pack_into(buf, H_CAPACITY * 8, capacity)
