@@ -101,22 +101,28 @@ class ContractTap:
         return None
 
     def close(self) -> None:
+        self.client.disconnect()  # first: the loop then ends at once, not at its next wake-up
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 class Listener:
     """An MQTT subscriber (the hub, unless `identity` names another certificate) that keeps
-    every message on `pattern`, in arrival order."""
+    every message on `pattern`, in arrival order, from the moment it is made: it returns
+    once the broker has confirmed the subscription."""
 
     def __init__(self, broker: LocalBroker, pattern: str, identity: str = HUB) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
+        subscribed = threading.Event()
         self.client = broker.client(identity)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(pattern, qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
+        # Without this, a message sent right after (a press, a command) can beat the
+        # SUBSCRIBE on a loaded machine and never arrive.
+        assert subscribed.wait(15), f"the broker did not confirm the subscription to {pattern}"
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
@@ -127,8 +133,8 @@ class Listener:
             return [json.loads(p) for _, p in self.messages]
 
     def close(self) -> None:
+        self.client.disconnect()  # first: the loop then ends at once, not at its next wake-up
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 @pytest.fixture
@@ -239,6 +245,14 @@ def telemetry(broker: LocalBroker) -> Iterator[Listener]:
     listener = Listener(broker, f"poles/{NODE_ID}/telemetry")
     yield listener
     listener.close()
+
+
+@pytest.fixture
+def systemd_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nodes started by the test run as under systemd with WatchdogSec=2: they check their
+    health, a config change on trial and the installer's files every second (half the
+    watchdog period), instead of every 5 s as without a watchdog."""
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
 
 
 @pytest.fixture

@@ -92,8 +92,8 @@ class Peer:
         return seen
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @pytest.fixture(autouse=True)

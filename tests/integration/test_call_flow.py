@@ -218,8 +218,8 @@ def test_garbage_on_the_nodes_topics_is_logged_counted_and_harmless(
     junk.publish(TOPICS.ack, unknown.to_bytes(), qos=1).wait_for_publish(5)
     for topic in (f"{TOPICS.ack}/extra", "poles/test-0001/cmd/reboot", "poles/test-0001"):
         junk.publish(topic, b"\x00\x01", qos=0)
-    junk.loop_stop()
     junk.disconnect()
+    junk.loop_stop()
 
     wait_for(lambda: counters(telemetry).get("malformed_acks") == len(malformed), timeout=20,
              what=f"{len(malformed)} malformed acks counted in telemetry")

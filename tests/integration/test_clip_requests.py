@@ -68,8 +68,8 @@ class Hub:
             return [r for _, r, _ in self.responses if r["id"] == request_id]
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @pytest.fixture

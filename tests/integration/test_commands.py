@@ -24,7 +24,8 @@ from edge.pki import HUB
 from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.slow
+# the node's health tick runs config trials and reads the installer's files: each second
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("systemd_watchdog")]
 
 REPLY = f"poles/{NODE_ID}/response/desk"
 
@@ -87,8 +88,8 @@ class Desk:
         wait_for(answered, timeout=30, what="the node listening for commands")
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from tests.conftest import Listener, NodeProcess
 from tests.integration.test_commands import REPLY, Desk
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.slow
+# the node's health tick runs config trials and reads the installer's files: each second
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("systemd_watchdog")]
 
 URL = "https://updates.hub.example/safecity-edge-0.2.0-pi4.sfw?sig=secret"
 SHA = "ab" * 32

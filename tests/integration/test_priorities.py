@@ -58,8 +58,8 @@ class Arrivals:
             return list(self.got)
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 def test_after_an_outage_alerts_go_first_then_events_then_telemetry_none_lost(

@@ -209,8 +209,8 @@ class PoleDesk:
         self.client.publish(topic, payload, qos=1, properties=props).wait_for_publish(10)
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 def test_a_clip_request_reaches_the_pole_and_its_answers_reach_the_console(
