@@ -19,11 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import clock
-from edge.record.clips import ClipError, export_clip, utc_iso
 from edge.record.index import Category, RecordingIndexError, SegmentIndex
-from edge.record.manifest import ManifestError, build_manifest, write_manifest
-from edge.record.signing import EvidenceKeyError, evidence_key
-from edge.record.upload import UploadError, upload
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +64,13 @@ def wait_for_footage(index: SegmentIndex, job: ClipJob, *,
 
 def deliver(job: ClipJob) -> dict[str, Any]:
     """Export, sign, pin and upload; {"ok": True, "clip": {...}} or {"ok": False, "error"}."""
+    # Imported here, in the child: the node imports this module to hand the job over, and
+    # must not load PyAV and cryptography for it.
+    from edge.record.clips import ClipError, export_clip, utc_iso
+    from edge.record.manifest import ManifestError, build_manifest, write_manifest
+    from edge.record.signing import EvidenceKeyError, evidence_key
+    from edge.record.upload import UploadError, upload
+
     with contextlib.suppress(OSError):
         os.nice(10)  # an export must not slow the camera workers' real-time reading
     out_dir = job.recordings / "exports"

@@ -8,7 +8,10 @@ checked the same way, to show the check finds these libraries where they are loa
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,11 @@ import pytest
 import yaml
 
 from edge.demo.footage import vtest_path
+from edge.hub.evidence import EvidenceStore
 from edge.localbroker import LocalBroker
 from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
+from tests.integration.test_clip_requests import Hub
+from tests.integration.test_recording import indexed, recording_config
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -88,3 +94,25 @@ def test_a_restarted_node_reads_its_certificate_and_key_without_cryptography(
                          for p in telemetry.payloads()[since:]),
              what="a heartbeat from the restarted node with its certificate")
     assert not loaded(again.proc.pid) & (VIDEO_AND_MODEL | {"cryptography"})
+
+
+def test_a_clip_the_hub_asks_for_is_cut_in_a_child_and_the_node_stays_without_video(
+    tmp_path: Path, broker: LocalBroker, start_node: Any,
+) -> None:
+    hub, store = Hub(broker), EvidenceStore(tmp_path / "evidence")
+    store.start()
+    node = start_node(recording_config(tmp_path, broker))
+    assert node.proc is not None
+    wait_for(lambda: len(indexed(tmp_path / "data" / "recordings")) >= 3, timeout=40,
+             what="six seconds recorded")
+    end = time.time() - 3
+    iso = [datetime.fromtimestamp(t, UTC).isoformat() for t in (time.time(), end - 3, end)]
+    hub.send(json.dumps({"v": 1, "id": "req-1", "issued": iso[0], "camera": "street",
+                         "start": iso[1], "end": iso[2],
+                         "upload_url": store.url("req-1.mp4")}).encode(),
+             response_topic=f"poles/{NODE_ID}/response/desk-1")
+    wait_for(lambda: [a["status"] for a in hub.answers("req-1")] == ["accepted", "done"],
+             timeout=60, what="the clip exported, signed and uploaded")
+    assert not loaded(node.proc.pid) & VIDEO_AND_MODEL
+    hub.close()
+    store.stop()
