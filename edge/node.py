@@ -134,7 +134,7 @@ class Node:
         )
         self.vision = None
         if cfg.cameras:
-            from edge.vision.supervisor import VisionSupervisor  # numpy/OpenCV only if needed
+            from edge.vision.supervisor import VisionSupervisor  # workers and rings only if needed
 
             self.vision = VisionSupervisor(cfg, self._on_vision_event, self.counters)
 
