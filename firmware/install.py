@@ -22,7 +22,7 @@ import hashlib
 import os
 import stat
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -132,10 +132,8 @@ def install(source: Source, target: Path, *, keys: list[Ed25519PublicKey], board
             _fetch(writer, manifest, index, payload_at, [(head_stream, missing)], tally, moved)
         else:
             missing = writer.local(running, tally, moved)
-            spans = _spans(index, missing, payload_at)
             _fetch(writer, manifest, index, payload_at,
-                   ((source.open(start, length), chunks) for start, length, chunks in spans),
-                   tally, moved)
+                   _segments(source, _spans(index, missing, payload_at)), tally, moved)
         os.fsync(fd)
         _write_at(fd, writer.first, 0)  # chunk 0 last
         os.fsync(fd)
@@ -251,6 +249,20 @@ def _spans(index: ChunkIndex, missing: list[int],
         else:
             spans.append((start, length, [number]))
     return spans
+
+
+def _segments(source: Source, spans: list[tuple[int, int, list[int]]]
+              ) -> Iterator[tuple[Reader, list[int]]]:
+    """A stream for each span; from a server that ignores Range (it sends the whole file from
+    its start each time), one stream from the first span on that reads through all of them."""
+    for n, (start, length, chunks) in enumerate(spans):
+        stream = source.open(start, length)
+        if getattr(stream, "ranged", True):
+            yield stream, chunks
+            continue
+        getattr(stream, "close", lambda: None)()
+        yield source.open(start, None), [number for _, _, rest in spans[n:] for number in rest]
+        return
 
 
 def _fetch(writer: _Writer, manifest: Manifest, index: ChunkIndex, payload_at: int,

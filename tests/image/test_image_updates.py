@@ -108,8 +108,47 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Files with single Range requests answered 206, as any release server (nginx, an
+    object store) does; Python's own handler ignores Range."""
+
+    def send_head(self) -> Any:
+        asked = self.headers.get("Range", "")
+        path = Path(self.translate_path(self.path))
+        if not asked.startswith("bytes=") or "," in asked or not path.is_file():
+            return super().send_head()
+        size = path.stat().st_size
+        first, _, last = asked.removeprefix("bytes=").partition("-")
+        start, end = int(first), min(int(last) if last else size - 1, size - 1)
+        if start > end:
+            self.send_error(416)
+            return None
+        f = path.open("rb")
+        f.seek(start)
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        return _Window(f, end - start + 1)
+
     def log_message(self, *_args: Any) -> None:
         pass
+
+
+class _Window:
+    """The span of an open file that a 206 answer carries (copyfile reads it to its end)."""
+
+    def __init__(self, f: Any, length: int) -> None:
+        self.f, self.left = f, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.f.read(size)
+        self.left -= len(data)
+        return bytes(data)
+
+    def close(self) -> None:
+        self.f.close()
 
 
 # --- the hub ---
