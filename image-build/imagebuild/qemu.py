@@ -118,7 +118,9 @@ def qemu_command(disk: Path, *, network: bool) -> list[str]:
         raise BootError(f"{UBOOT} is missing. As root: apt-get install u-boot-qemu")
     return ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
             "-nographic", "-bios", str(UBOOT),
-            *(["-nic", "user,model=virtio-net-pci"] if network else ["-nic", "none"]),
+            # romfile= : no PXE option ROM (U-Boot boots from the card; ipxe-qemu not needed)
+            *(["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile="]
+              if network else ["-nic", "none"]),
             "-drive", f"if=none,id=card,format=raw,file={disk},discard=unmap,detect-zeroes=unmap",
             "-device", "virtio-blk-pci,drive=card"]
 

@@ -102,4 +102,4 @@ def test_the_image_boots_in_qemu_and_the_node_reaches_ready_with_its_status_at_t
     print(f"boot: READY after {boot.ready_s:.1f} s (guest: {boot.ready_guest_s:.1f} s since "
           f"the kernel started), powered off after {boot.powered_off_s:.1f} s")
     chain = [line.split("CHAIN", 1)[1] for line in boot.console if "EDGE-TEST CHAIN" in line]
-    print("systemd-analyze critical-chain edge-node.service:\n" + "\n".join(chain))
+    print("since the kernel started:\n" + "\n".join(chain))
