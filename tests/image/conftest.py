@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -31,20 +32,32 @@ class Builds(threading.Thread):
         self.first_done = threading.Event()
         self.first_error: BaseException | None = None
         self.second_error: BaseException | None = None
+        self.took: list[float] = []  # seconds of each build, for the summary
 
     def run(self) -> None:
         try:
             tools.check_host(boot_test=True)
+            start = time.monotonic()
             self.first = build.build(CONFIG, self.out / "image-1", build.default_cache())
+            self.took.append(time.monotonic() - start)
         except BaseException as exc:
             self.first_error = exc
             return
         finally:
             self.first_done.set()
         try:
+            start = time.monotonic()
             self.second = build.build(CONFIG, self.out / "image-2", build.default_cache())
+            self.took.append(time.monotonic() - start)
         except BaseException as exc:
             self.second_error = exc
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How long the background builds took (they are in no test's duration)."""
+    if _builds is not None and _builds.took:
+        terminalreporter.write_line("image builds in the background: " + ", ".join(
+            f"{n} {s:.0f} s" for n, s in zip(("first", "second"), _builds.took, strict=False)))
 
 
 _builds: Builds | None = None
