@@ -107,9 +107,9 @@ def digests_of(path: Path, size: int, chunk_size: int) -> Iterator[bytes]:
     """The SHA-256 of each chunk of the first `size` bytes of `path` (a file or a device)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        at = 0
+        at, step = 0, max(_READ - _READ % chunk_size, chunk_size)  # whole chunks a read
         while at < size:
-            data = os.pread(fd, min(_READ, size - at), at)
+            data = os.pread(fd, min(step, size - at), at)
             if not data:
                 raise OSError(f"{path} ends at byte {at}, before {size}")
             view = memoryview(data)

@@ -5,6 +5,7 @@ ignores Range or fails on cue."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import ssl
 import threading
@@ -425,3 +426,14 @@ def test_a_slot_index_is_kept_whole_and_a_damaged_one_reads_as_missing(tmp_path:
     (tmp_path / "slot-A.index").write_bytes(data[:-5])
     assert SlotIndex.load(tmp_path / "slot-A.index") is None
     assert SlotIndex.load(tmp_path / "missing.index") is None
+
+
+@pytest.mark.parametrize("chunk", [BLOCK, 2 * MiB])  # smaller and larger than one read
+def test_a_slot_index_has_one_digest_per_chunk_whatever_the_chunk_size(
+        chunk: int, tmp_path: Path) -> None:
+    data = random.Random(5).randbytes(5 * MiB)
+    (tmp_path / "slot").write_bytes(data)
+    made = SlotIndex.scan(tmp_path / "slot", label="x", chunk_size=chunk)
+    assert made.size == 5 * MiB - (5 * MiB) % chunk
+    assert made.digests == b"".join(hashlib.sha256(data[at:at + chunk]).digest()
+                                    for at in range(0, made.size, chunk))
