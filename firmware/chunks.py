@@ -45,7 +45,8 @@ class ChunkIndex:
 
     def __init__(self, chunk_size: int, image_size: int) -> None:
         self.chunk_size, self.image_size = chunk_size, image_size
-        self.digests = bytearray()  # 32 bytes a chunk: one object, not one per chunk
+        # 32 bytes a chunk: one object, not one per chunk
+        self.digests: bytes | bytearray = bytearray()
         self.stored = array("I")
 
     def __len__(self) -> int:
@@ -58,6 +59,8 @@ class ChunkIndex:
         return min(self.chunk_size, self.image_size - index * self.chunk_size)
 
     def add(self, digest: bytes, stored: int) -> None:
+        if isinstance(self.digests, bytes):
+            self.digests = bytearray(self.digests)
         self.digests += digest
         self.stored.append(stored)
 
@@ -94,12 +97,15 @@ class ChunkIndex:
             raise BadIndex(f"the chunk index holds {len(raw)} bytes of entries; "
                            f"{count} chunks take {want}")
         index = cls(chunk_size, image_size)
+        digests = []
         for i, (digest, stored) in enumerate(_ENTRY.iter_unpack(raw)):
-            length = index.length(i)
+            length = chunk_size if i < count - 1 else index.length(i)
             if stored > length or (stored == 0 and digest != zero_digest(length)):
                 raise BadIndex(f"chunk {i}'s entry is not possible (stored {stored} bytes "
                                f"of {length})")
-            index.add(digest, stored)
+            digests.append(digest)
+            index.stored.append(stored)
+        index.digests = b"".join(digests)  # bytes: a slice of it is a digest, no copy more
         return index
 
 

@@ -193,7 +193,7 @@ class _Writer:
         missing: list[int] = []
         src = os.open(running.device, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            run: list[tuple[int, int]] = []  # (chunk, offset in the running slot)
+            run: list[tuple[int, int, bytes]] = []  # (chunk, offset in the running slot, digest)
 
             def flush() -> None:
                 self._copy(src, run, missing, tally)
@@ -210,29 +210,49 @@ class _Writer:
                     continue
                 if run and (at != run[-1][1] + size or len(run) * size >= _RUN):
                     flush()
-                run.append((i, at))
+                run.append((i, at, digest))
             if run:
                 flush()
         finally:
             os.close(src)
         return sorted(missing)
 
-    def _copy(self, src: int, run: list[tuple[int, int]], missing: list[int],
+    def _copy(self, src: int, run: list[tuple[int, int, bytes]], missing: list[int],
               tally: Tally) -> None:
-        """Copy chunks found back to back in the running slot; their hashes decide."""
+        """Copy chunks found back to back in the running slot; their hashes decide. Chunks
+        that are also back to back in the new image go out in one write."""
         index, size = self.index, self.size
         start = run[0][1]
         data = os.pread(src, len(run) * size, start)
         view = memoryview(data)
-        for number, at in run:
-            length = index.length(number)
-            piece = view[at - start:at - start + length]
-            if len(piece) == length and hashlib.sha256(piece).digest() == index.digest(number):
-                self.put(number, piece.tobytes())
-                tally.reused += length
-                tally.done += length
-            else:
+        batch: tuple[int, int, int] | None = None  # (first chunk, from, to) in `data`
+
+        def flush() -> None:
+            if batch is not None:
+                first, lo, hi = batch
+                if first == 0:
+                    self.first = bytes(view[lo:lo + index.length(0)])
+                    first, lo = 1, lo + index.length(0)
+                if hi > lo:
+                    _write_at(self.fd, view[lo:hi], first * size)
+
+        last, sha256 = len(index) - 1, hashlib.sha256
+        for number, at, digest in run:
+            length = size if number != last else index.length(number)
+            lo = at - start
+            piece = view[lo:lo + length]
+            if len(piece) < length or sha256(piece).digest() != digest:
                 missing.append(number)
+                continue
+            tally.reused += length
+            tally.done += length
+            if batch is not None and number == batch[0] + (batch[2] - batch[1]) // size \
+                    and lo == batch[2]:
+                batch = (batch[0], batch[1], lo + length)
+            else:
+                flush()
+                batch = (number, lo, lo + length)
+        flush()
 
 
 def _spans(index: ChunkIndex, missing: list[int],
