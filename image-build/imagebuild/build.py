@@ -181,6 +181,7 @@ def build(config_path: Path, out: Path, cache: Path, *, keep_work: bool = False,
         disk.make_ext4(root, root_img, size_mib=config.partitions.root_mib, label="root",
                        uuid=config.ids.root_uuid, hash_seed=config.ids.hash_seed, epoch=epoch)
         bar.advance(task)
+        index_slot_a(root, root_img, data_tree)
         data_img = work / "data.ext4"
         disk.make_ext4(data_tree, data_img, size_mib=config.partitions.data_mib, label="data",
                        uuid=config.ids.data_uuid, hash_seed=config.ids.hash_seed, epoch=epoch)
@@ -320,6 +321,24 @@ def data_skeleton(root: Path, tree: Path) -> Path:
     journal.chmod(0o2755)
     shutil.copytree(root / "var/lib/systemd", tree / "systemd", symlinks=True)
     return tree
+
+
+def index_slot_a(root: Path, root_img: Path, data_tree: Path) -> None:
+    """Root A's chunk index on the data partition, where the installer keeps the running
+    slot's: the first update of a new card then does not read the whole slot to make it."""
+    from firmware import release
+    from firmware.chunks import SlotIndex
+    from firmware.manifest import CHUNK_SIZE
+
+    running = release.installed(root / str(release.RELEASE_FILE).lstrip("/"))
+    if running is None:
+        raise rootfs.RootfsError("root A has no readable release.json")
+    folder = data_tree / "edge" / "firmware"  # the node's (user edge) hand-off folder
+    folder.mkdir()
+    edge = (data_tree / "edge").stat()
+    os.chown(folder, edge.st_uid, edge.st_gid)
+    SlotIndex.scan(root_img, label=running.label(), chunk_size=CHUNK_SIZE).save(
+        folder / "slot-A.index")
 
 
 def site_packages(root: Path, config: ImageConfig) -> Path:
