@@ -39,19 +39,14 @@ from pathlib import Path
 import yaml
 from report import Row, print_table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
+
 from edge.demo.footage import vtest_h264_path
 from edge.localbroker import LocalBroker
+from tests.footprint import LIBRARIES, loaded
 
 NODE = "bench-0001"
 READY_TIMEOUT_S = 60.0
-# A library counts as loaded when a file under one of its folders is mapped.
-LIBRARIES = {
-    "numpy": ("/numpy/", "/numpy.libs/"),
-    "cv2": ("/cv2/", "/opencv_python_headless.libs/", "/opencv_python.libs/"),
-    "av": ("/av/", "/av.libs/"),
-    "litert": ("/ai_edge_litert/", "/tflite_runtime/"),
-    "cryptography": ("/cryptography/",),
-}
 BASELINE = (
     "import os, socket, time\n"
     "import paho.mqtt.client, pydantic, yaml\n"
@@ -74,13 +69,6 @@ def status_mb(pid: int, field: str) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     match = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
     return int(match.group(1)) / 1024 if match else float("nan")
-
-
-def loaded(pid: int) -> frozenset[str]:
-    paths = {line.split(maxsplit=5)[-1] for line in Path(f"/proc/{pid}/maps").read_text()
-             .splitlines() if "/" in line}
-    return frozenset(name for name, folders in LIBRARIES.items()
-                     if any(folder in path for path in paths for folder in folders))
 
 
 def start(cmd: list[str], workdir: Path, settle_s: float, log: Path) -> Sample:

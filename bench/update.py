@@ -104,17 +104,6 @@ def newest_image() -> Path | None:
     return found[-1] if found else None
 
 
-def cut_root(img: Path, out: Path) -> Path:
-    """Root A (partition index 1) cut out of the card image, sparse."""
-    table = json.loads(subprocess.run(["sfdisk", "--json", str(img)], capture_output=True,
-                                      text=True, check=True).stdout)["partitiontable"]
-    part = table["partitions"][1]
-    subprocess.run(["dd", f"if={img}", f"of={out}", "bs=1M", "conv=sparse",
-                    f"skip={part['start'] * 512}", f"count={part['size'] * 512}",
-                    "iflag=skip_bytes,count_bytes", "status=none"], check=True)
-    return out
-
-
 def copy_tree(fs_image: Path, tree: Path, work: Path) -> str:
     """Root A's files into `tree`, owners, modes, times, links and xattrs kept; how."""
     mnt = work / "mnt"
@@ -567,7 +556,7 @@ def main() -> int:
         return out
 
     with work_folder(args.work, args.keep) as work:
-        card_root = cut_root(img, work / "card-root-a.ext4")
+        card_root = disk.cut_partition(img, 1, work / "card-root-a.ext4")
         tree = work / "tree"
         how = copy_tree(card_root, tree, work)
         base = release_of(tree)

@@ -5,6 +5,7 @@ bytes."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -171,3 +172,15 @@ def copy_sparse(src: Path, dest: Path, offset: int) -> None:
                 fout.seek(offset + pos)
                 fout.write(chunk)
             pos += len(chunk)
+
+
+def cut_partition(img: Path, index: int, out: Path) -> Path:
+    """Partition `index` (0: boot, 1: root A, 2: root B, 3: data) of the card image `img`
+    copied out to `out`, sparse: a slot image as an update bundle carries it."""
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(img)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]
+    part = table["partitions"][index]
+    subprocess.run(["dd", f"if={img}", f"of={out}", "bs=1M", "conv=sparse",
+                    f"skip={part['start'] * 512}", f"count={part['size'] * 512}",
+                    "iflag=skip_bytes,count_bytes", "status=none"], check=True)
+    return out

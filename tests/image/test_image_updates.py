@@ -28,6 +28,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from imagebuild import build, qemu
+from imagebuild.disk import cut_partition
 
 from edge.localbroker import LocalBroker, free_port
 from firmware import bundle, keys
@@ -40,17 +41,6 @@ BOOT_S = 420  # one boot under emulation, U-Boot to the node connected (~90 s al
 
 
 # --- bundles: the next releases, made from the image's own root A ---
-
-def root_of(img: Path, out: Path) -> Path:
-    """Root A's filesystem image, cut out of the card image."""
-    table = json.loads(subprocess.run(["sfdisk", "--json", str(img)], capture_output=True,
-                                      text=True, check=True).stdout)["partitiontable"]
-    part = table["partitions"][1]
-    subprocess.run(["dd", f"if={img}", f"of={out}", "bs=1M", "conv=sparse",
-                    f"skip={part['start'] * 512}", f"count={part['size'] * 512}",
-                    "iflag=skip_bytes,count_bytes", "status=none"], check=True)
-    return out
-
 
 def debugfs(image: Path, script: str) -> None:
     done = subprocess.run(["debugfs", "-w", "-f", "-", str(image)], input=script, text=True,
@@ -255,7 +245,7 @@ def test_updates_commit_roll_back_refuse_and_survive_power_cuts(
     table = Table()
     shelf_dir = tmp_path / "shelf"
     shelf_dir.mkdir()
-    root = root_of(card, tmp_path / "root-a.ext4")
+    root = cut_partition(card, 1, tmp_path / "root-a.ext4")
     base = base_release(root)
     key = keys.load_private(build.default_signing_key(build.default_cache()))
 

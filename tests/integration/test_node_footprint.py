@@ -22,29 +22,14 @@ from edge.demo.footage import vtest_path
 from edge.hub.evidence import EvidenceStore
 from edge.localbroker import LocalBroker
 from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
+from tests.footprint import loaded
 from tests.integration.test_clip_requests import Hub
 from tests.integration.test_recording import indexed, recording_config
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
-# A library counts as loaded when a file under one of its folders is mapped.
-LIBRARIES = {
-    "numpy": ("/numpy/", "/numpy.libs/"),
-    "cv2": ("/cv2/", "/opencv_python_headless.libs/", "/opencv_python.libs/"),
-    "av": ("/av/", "/av.libs/"),
-    "litert": ("/ai_edge_litert/", "/tflite_runtime/"),
-    "cryptography": ("/cryptography/",),
-}
 VIDEO_AND_MODEL = {"numpy", "cv2", "av", "litert"}
-
-
-def loaded(pid: int) -> set[str]:
-    """The LIBRARIES process `pid` has mapped right now."""
-    paths = {line.split(maxsplit=5)[-1] for line in Path(f"/proc/{pid}/maps").read_text()
-             .splitlines() if "/" in line}
-    return {name for name, folders in LIBRARIES.items()
-            if any(folder in path for path in paths for folder in folders)}
 
 
 def worker_pid(node: NodeProcess, kind: str) -> int | None:
