@@ -114,6 +114,18 @@ def install(source: Source, target: Path, *, keys: list[Ed25519PublicKey], board
         if progress is not None:
             progress(tally)
 
+    try:
+        return _install(source, head_stream, target, keys=keys, board=board,
+                        installed=installed, running=running, slot_size=slot_size,
+                        tally=tally, moved=moved)
+    finally:  # a refused bundle's download is not left open
+        getattr(head_stream, "close", lambda: None)()
+
+
+def _install(source: Source, head_stream: Reader, target: Path, *,
+             keys: list[Ed25519PublicKey], board: str, installed: Release | None,
+             running: Running | None, slot_size: int | None, tally: Tally,
+             moved: Callable[[], None]) -> Installed:
     head = read_head(head_stream)
     manifest = verify(head, keys)
     fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
