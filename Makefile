@@ -7,20 +7,36 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# mosquitto: broker for the demo and tests; libsystemd-dev + pkg-config + gcc: to build
-# systemd-python; systemd: systemd-analyze for unit checks; iproute2 + nftables: network
-# namespaces and packet loss for the uplink fault tests.
-SYSTEM_PACKAGES := mosquitto mosquitto-clients libsystemd-dev pkg-config gcc python3-dev \
-                   python3-venv systemd iproute2 nftables
+# Debian packages, installed with --no-install-recommends: only these, each for one reason.
+SYSTEM_PACKAGES := mosquitto          # the broker of the demo and the tests
+SYSTEM_PACKAGES += libsystemd-dev     # building systemd-python (sd_notify, journald)
+SYSTEM_PACKAGES += pkg-config         # systemd-python's build finds libsystemd with it
+SYSTEM_PACKAGES += gcc                # compiling systemd-python
+SYSTEM_PACKAGES += python3-dev        # Python.h for systemd-python
+SYSTEM_PACKAGES += python3-venv       # the .venv
+SYSTEM_PACKAGES += systemd            # systemd-analyze verify of the unit files
+SYSTEM_PACKAGES += iproute2           # network namespaces and veth pairs of the fault tests
+SYSTEM_PACKAGES += nftables           # packet loss in those namespaces (no netem here)
 
-# The image build and its tests: mmdebstrap with qemu-user for arm64, filesystems without
-# mounting (dosfstools, mtools, e2fsprogs, fdisk), bmap-tools, xz, apt-utils (the package
-# cache as a repository), qemu-system-arm (the boot test), diffoscope (what differs), udev
-# and kmod (systemd-hwdb and depmod run natively on the image's files); u-boot-tools and
-# libubootenv-tool (the A/B boot script and slot state), u-boot-qemu (U-Boot for the tests).
-IMAGE_PACKAGES := mmdebstrap qemu-user-static binfmt-support arch-test dosfstools mtools \
-                  e2fsprogs fdisk bmap-tools xz-utils apt-utils qemu-system-arm \
-                  diffoscope-minimal udev kmod u-boot-tools libubootenv-tool u-boot-qemu
+# The image build and its tests.
+IMAGE_PACKAGES := mmdebstrap          # the arm64 root filesystem
+IMAGE_PACKAGES += qemu-user-static    # running arm64 maintainer scripts while it is built
+IMAGE_PACKAGES += binfmt-support      # registering qemu-user for arm64 programs
+IMAGE_PACKAGES += arch-test           # mmdebstrap's check that arm64 programs run
+IMAGE_PACKAGES += dosfstools          # the boot partition (mkfs.vfat -C, no mount)
+IMAGE_PACKAGES += mtools              # copying files onto FAT without mounting
+IMAGE_PACKAGES += e2fsprogs           # root and data ext4 (mkfs.ext4 -d), debugfs
+IMAGE_PACKAGES += fdisk               # sfdisk: the partition table
+IMAGE_PACKAGES += bmap-tools          # the .bmap beside the card image
+IMAGE_PACKAGES += xz-utils            # the compressed card image
+IMAGE_PACKAGES += apt-utils           # apt-ftparchive: the package cache as a repository
+IMAGE_PACKAGES += qemu-system-arm     # booting the card in the boot and update tests
+IMAGE_PACKAGES += diffoscope-minimal  # saying what differs when two builds are not the same
+IMAGE_PACKAGES += udev                # systemd-hwdb run natively on the image's files
+IMAGE_PACKAGES += kmod                # depmod run natively on the image's modules
+IMAGE_PACKAGES += u-boot-tools        # mkimage: the A/B boot script
+IMAGE_PACKAGES += libubootenv-tool    # fw_setenv/fw_printenv: the A/B slot state
+IMAGE_PACKAGES += u-boot-qemu         # U-Boot for qemu, which boots the card in the tests
 
 .PHONY: demo test test-fast lint bench bench-fleet bench-update models sysdeps sysdeps-image \
         venv contract clean soak image
