@@ -70,9 +70,12 @@ def test_people_walking_down_the_street_reach_the_hub_as_events_with_snapshots(
     assert jpeg.read_bytes()[:2] == b"\xff\xd8"
     wait_for(lambda: any(s["processed_fps"] > 0 and s["inference_ms"] > 0
                          for s in camera_stats(telemetry)), what="camera telemetry")
-    latest = camera_stats(telemetry)[-1]
-    assert latest["online"] and latest["capture_fps"] > 0
-    assert latest["restarts"] == {"camera": 0, "detector": 0}
+    # The heartbeat taken while the street played (the file plays once: on a loaded machine
+    # a later one may come after its end, at 0 fps).
+    running = next(s for s in camera_stats(telemetry)
+                   if s["processed_fps"] > 0 and s["inference_ms"] > 0)
+    assert running["online"] and running["capture_fps"] > 0
+    assert running["restarts"] == {"camera": 0, "detector": 0}
 
 
 def test_a_killed_detection_worker_comes_back_and_the_call_button_works_meanwhile(
