@@ -67,9 +67,10 @@ from imagebuild.config import ImageConfig, load
 from bench.report import Row, print_table
 from firmware import bundle, keys
 from firmware.chunks import ChunkIndex, SlotIndex, zero_digest
-from firmware.install import FileSource, Installed, Running, install
+from firmware.install import Installed, Running, install
 from firmware.manifest import CHUNK_SIZE
 from firmware.release import Release
+from firmware.sources import FileSource
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "image-build" / "image.yaml"

@@ -245,14 +245,18 @@ class HttpSource:
         self.url, self.ca_file, self.timeout_s, self.retries = url, ca_file, timeout_s, retries
         self.backoff = backoff
         self.streams: list[HttpStream] = []
+        self._before = 0  # bytes of the streams before the last: they are read one at a time
 
     def open(self, start: int, length: int | None) -> HttpStream:
         stream = HttpStream(self.url, ca_file=self.ca_file, timeout_s=self.timeout_s,
                             retries=self.retries, backoff=self.backoff, start=start,
                             length=length)
+        if self.streams:
+            self._before += self.streams[-1].transferred
         self.streams.append(stream)
         return stream
 
     @property
     def transferred(self) -> int:
-        return sum(stream.transferred for stream in self.streams)
+        """Asked after every chunk: not a sum over every span opened so far."""
+        return self._before + (self.streams[-1].transferred if self.streams else 0)

@@ -25,7 +25,6 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -42,25 +41,12 @@ from firmware.bundle import (
 from firmware.chunks import ChunkIndex, SlotIndex, key
 from firmware.manifest import Manifest
 from firmware.release import Release
+from firmware.sources import Ahead, Source
 
 GAP = 64 << 10  # fetch the bytes between two missing chunks rather than ask again
-HEAD_STEP = 64 << 10  # the first ranged read: the head of any bundle fits
 _RUN = 1 << 20  # bytes copied from the running slot at once
 _BLKZEROOUT = 0x127F  # _IO(0x12, 127)
 _PUNCH_HOLE, _KEEP_SIZE = 0x02, 0x01
-
-
-class Source(Protocol):
-    """Where a bundle is read from: spans of one file, local or over http(s)."""
-
-    def open(self, start: int, length: int | None) -> Reader:
-        """A stream of `length` bytes from `start` (to the end when None)."""
-        ...
-
-    @property
-    def transferred(self) -> int:
-        """Bytes read from it so far (over the network, for a remote one)."""
-        ...
 
 
 @dataclass
@@ -107,7 +93,7 @@ def install(source: Source, target: Path, *, keys: list[Ed25519PublicKey], board
     when a chunk does not match the index (the slot then holds no valid start and must not be
     booted). `slot_size` defaults to the size of `target`."""
     tally = Tally()
-    head_stream: Reader = _Ahead(source) if running else source.open(0, None)
+    head_stream: Reader = Ahead(source) if running else source.open(0, None)
 
     def moved() -> None:
         tally.downloaded = source.transferred
@@ -334,64 +320,6 @@ def _short(manifest: Manifest, number: int, count: int, short: int) -> Refused:
     return Refused("truncated", f"the bundle ends in chunk {number + 1} of {count} of "
                    f"{manifest.label()}, {short} bytes short: the download was cut short; "
                    "nothing was switched, fetch it again")
-
-
-class _Ahead:
-    """The start of a bundle read in order through ranged reads of at least HEAD_STEP bytes:
-    the head and the index without the payload behind them."""
-
-    def __init__(self, source: Source) -> None:
-        self.source, self.pos = source, 0
-        self.buf, self.buf_at = b"", 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        end = self.pos + size
-        have = self.buf_at + len(self.buf)
-        if end > have:
-            want = max(end - have, HEAD_STEP)
-            stream = self.source.open(have, want)
-            try:
-                more = read_exactly(stream, want)
-            finally:
-                getattr(stream, "close", lambda: None)()
-            self.buf = self.buf[self.pos - self.buf_at:] + more
-            self.buf_at = self.pos
-        out = self.buf[self.pos - self.buf_at:end - self.buf_at]
-        self.pos += len(out)
-        return out
-
-
-class FileSource:
-    """A bundle in a local file (a release engineer's, a test's, a USB stick's)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self._read = path, 0
-
-    def open(self, start: int, length: int | None) -> Reader:
-        f = self.path.open("rb")
-        f.seek(start)
-        return _Counted(f, self, length)
-
-    @property
-    def transferred(self) -> int:
-        return self._read
-
-
-class _Counted:
-    def __init__(self, f: BinaryIO, source: FileSource, length: int | None) -> None:
-        self.f, self.source, self.left = f, source, length
-
-    def read(self, size: int = -1, /) -> bytes:
-        if self.left is not None:
-            size = self.left if size < 0 else min(size, self.left)
-        data = self.f.read(size)
-        self.source._read += len(data)
-        if self.left is not None:
-            self.left -= len(data)
-        return data
-
-    def close(self) -> None:
-        self.f.close()
 
 
 def _write_at(fd: int, data: bytes | memoryview, offset: int) -> None:

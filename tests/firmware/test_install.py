@@ -23,8 +23,9 @@ from firmware import bundle, keys
 from firmware.bundle import Refused
 from firmware.chunks import SlotIndex
 from firmware.http import DownloadError, HttpSource, HttpStream
-from firmware.install import FileSource, Running, Tally, install
+from firmware.install import Running, Tally, install
 from firmware.manifest import Manifest
+from firmware.sources import FileSource
 from tests.firmware.test_bundle import (
     BOARD,
     CHUNK,
