@@ -29,7 +29,7 @@ from firmware import handoff
 from firmware.bootctl import BootControl, BootControlError, Slot
 from firmware.bundle import Reader, Refused
 from firmware.chunks import SlotIndex
-from firmware.http import DownloadError, HttpSource
+from firmware.http import DownloadError, HttpSource, HttpStream
 from firmware.install import Running, Tally, install
 from firmware.keys import TRUSTED_DIR, ReleaseKeyError, load_trusted
 from firmware.release import RELEASE_FILE, board, installed
@@ -64,23 +64,24 @@ class _Pinned:
         self.source, self.sha = source, hashlib.sha256()
 
     def open(self, start: int, length: int | None) -> Reader:
-        stream = self.source.open(start, length)
-        sha = self.sha
-
-        class Hashed:
-            def read(self, n: int = -1, /) -> bytes:
-                data = stream.read(n) or b""
-                sha.update(data)
-                return data
-
-            def close(self) -> None:
-                stream.close()
-
-        return Hashed()
+        return _Hashed(self.source.open(start, length), self.sha)
 
     @property
     def transferred(self) -> int:
         return self.source.transferred
+
+
+class _Hashed:
+    def __init__(self, stream: HttpStream, sha: hashlib._Hash) -> None:
+        self.stream, self.sha = stream, sha
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self.stream.read(n) or b""
+        self.sha.update(data)
+        return data
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def slot_index(node: Node, slot: Slot) -> Path:
@@ -173,16 +174,16 @@ def install_request(node: Node, boot: BootControl) -> str:
     except OSError as e:
         return finish("failed", error=f"writing slot {slot} ({device}): {e}", slot=slot.value)
     manifest = done.manifest
+    label = manifest.release().label()
     if pinned and pinned.sha.hexdigest() != req.sha256.lower():
         return finish("failed", slot=slot.value, error="the bundle's SHA-256 is "
                       f"{pinned.sha.hexdigest()}, not the {req.sha256} the hub named; slot "
                       f"{slot} was written but not armed")
     with contextlib.suppress(OSError):  # without it, the next update reads the slot again
-        SlotIndex.of(done.index, manifest.release().label()).save(slot_index(node, slot))
+        SlotIndex.of(done.index, label).save(slot_index(node, slot))
     log.warning("update %s: %s installed into slot %s: %d bytes downloaded, %d reused from "
-                "slot %s, %d zeros", cid, manifest.release().label(), slot,
-                done.tally.downloaded, done.tally.reused, state.booted, done.tally.zeroed)
-    label = manifest.release().label()
+                "slot %s, %d zeros", cid, label, slot, done.tally.downloaded,
+                done.tally.reused, state.booted, done.tally.zeroed)
     handoff.write(node.state, handoff.PENDING, handoff.Pending(
         reply=req.reply, version=label, slot=slot.value, from_slot=state.booted.value,
         from_version=running.label() if running is not None else "unknown"))
