@@ -48,6 +48,7 @@ class ChunkIndex:
         # 32 bytes a chunk: one object, not one per chunk
         self.digests: bytes | bytearray = bytearray()
         self.stored = array("I")
+        self._offsets: array[int] | None = None
 
     def __len__(self) -> int:
         return len(self.stored)
@@ -65,12 +66,14 @@ class ChunkIndex:
         self.stored.append(stored)
 
     def offsets(self) -> array[int]:
-        """Where each chunk starts in the payload (a zero chunk: where the next would)."""
-        out, at = array("Q"), 0
-        for size in self.stored:
-            out.append(at)
-            at += size
-        return out
+        """Where each chunk starts in the payload (a zero chunk: where the next would);
+        worked out once per index."""
+        if self._offsets is None or len(self._offsets) != len(self.stored):
+            self._offsets, at = array("Q"), 0
+            for size in self.stored:
+                self._offsets.append(at)
+                at += size
+        return self._offsets
 
     @property
     def payload_size(self) -> int:
