@@ -55,7 +55,7 @@ test-fast: sysdeps $(STAMP) lint
 	$(BIN)/python -m pytest -m "not image" --durations=20
 
 lint: $(STAMP)
-	$(BIN)/ruff check edge drivers firmware tests bench image-build
+	$(BIN)/ruff check edge contract drivers firmware hub provisioning devkit tests bench image-build
 	$(BIN)/mypy
 
 bench: sysdeps $(STAMP)
@@ -119,10 +119,12 @@ sysdeps-image:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml hub/pyproject.toml provisioning/pyproject.toml devkit/pyproject.toml \
+          requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]' -e ./hub -e ./provisioning \
+	    -e ./devkit
 	touch $(STAMP)
 
 clean:

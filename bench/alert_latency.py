@@ -32,11 +32,11 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from contract.payloads import Ack, Alert
+from contract.topics import NodeTopics
+from devkit.demo.footage import vtest_h264_path
+from devkit.localbroker import LocalBroker
 from drivers.gpio import PinSimulatorClient
-from edge.contract.payloads import Ack, Alert
-from edge.contract.topics import NodeTopics
-from edge.demo.footage import vtest_h264_path
-from edge.localbroker import LocalBroker
 
 NODE = "bench-0001"
 BUTTON, LED = 17, 27

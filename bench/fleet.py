@@ -1,6 +1,6 @@
 """Fleet: 1,000 simulated poles on one Mosquitto over mutual TLS, then a broker restart.
 
-The broker runs the hub's reference config (docs/hub-broker/: mutual TLS, CN as username,
+The broker runs the hub's reference config (hub/broker/: mutual TLS, CN as username,
 per-pole ACL, persistence) on loopback; every pole has its own certificate, issued during
 set-up. Poles are light asyncio clients (bench/fleet_client.py), a few hundred per process,
 behaving on the wire like the node's uplink; one hub consumer (bench/fleet_hub.py) reads
@@ -38,7 +38,7 @@ from fleet_client import PoleIdentity, PoleProcess, SentAlert, run_poles
 from fleet_hub import FleetHub
 from report import Row, print_table
 
-from edge.localbroker import LocalBroker
+from devkit.localbroker import LocalBroker
 
 CURVE_S = (1, 2, 5, 10, 20, 30, 60)
 SETTLE_TARGET_S = 60.0

@@ -1,6 +1,6 @@
 """Simulated poles for the fleet benchmark: many light MQTT 5 clients in one asyncio loop.
 
-Each `Pole` behaves on the wire like a node's uplink (edge/uplink.py): its own client
+Each `Pole` behaves on the wire like a node's uplink (edge/uplink/client.py): its own client
 certificate, clean_start False with a session expiry, a retained `online` status and an
 `offline` last will, subscriptions to its own ack and command topics, heartbeats at QoS 0,
 alerts at QoS 1 kept until the broker's PUBACK and re-sent (DUP) after a reconnect, and
@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
-from drivers.backoff import Backoff
-from edge.contract.payloads import (
+from contract.ids import uuid7
+from contract.payloads import (
     Ack,
     Alert,
     AlertKind,
@@ -38,10 +38,10 @@ from edge.contract.payloads import (
     OutboxStats,
     Status,
 )
-from edge.contract.topics import NodeTopics
-from edge.ids import uuid7
+from contract.topics import NodeTopics
+from drivers.backoff import Backoff
 
-SESSION_EXPIRY_S = 24 * 3600  # as the node (edge/uplink.py)
+SESSION_EXPIRY_S = 24 * 3600  # as the node (edge/uplink/client.py)
 TIMEOUT_S = 10.0  # TCP + TLS + CONNACK, as paho's connect timeout would allow
 SITE = "Fleet bench"
 LOCATION = Location(lat=46.6354, lon=32.6169, description="simulated pole")

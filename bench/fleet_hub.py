@@ -20,9 +20,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
-from edge.contract.payloads import Ack, Alert, Heartbeat, Status
-from edge.contract.topics import ROOT, NodeTopics, parse
-from edge.localbroker import LocalBroker
+from contract.payloads import Ack, Alert, Heartbeat, Status
+from contract.topics import ROOT, NodeTopics, parse
+from devkit.localbroker import LocalBroker
 
 SUBSCRIPTIONS = [f"{ROOT}/+/alert", f"{ROOT}/+/telemetry", f"{ROOT}/+/status"]
 

@@ -41,8 +41,8 @@ from report import Row, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
 
-from edge.demo.footage import vtest_h264_path
-from edge.localbroker import LocalBroker
+from devkit.demo.footage import vtest_h264_path
+from devkit.localbroker import LocalBroker
 from tests.footprint import LIBRARIES, loaded
 
 NODE = "bench-0001"

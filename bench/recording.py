@@ -53,9 +53,9 @@ import numpy as np
 from av.video.frame import PictureType, VideoFrame
 from report import Row, print_table
 
+from devkit.demo.footage import vtest_path
 from drivers.camera.av_source import AvCamera
 from edge.config.recording import RecordingSection
-from edge.demo.footage import vtest_path
 from edge.record.index import INDEX_FILE, SegmentIndex
 from edge.record.recorder import Recorder
 from edge.record.segmenter import SEGMENT_SUFFIX, Segmenter

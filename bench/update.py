@@ -8,7 +8,7 @@ and hash seed (it comes out byte for byte the root A on the card, which the tabl
 next release is that tree changed, made the same way with the next commit's epoch (one day
 later: a new commit moves SOURCE_DATE_EPOCH, which the pipeline stamps on every inode):
 
-(a) one Python module of the node (edge/alarm.py) gets a comment line, its unchecked-hash .pyc
+(a) one Python module of the node (edge/call/alarm.py) gets a comment line, its unchecked-hash .pyc
     is compiled again, the wheel's RECORD names its new hash, release.json its version;
 (b) one Debian library upgraded: libssl3 from bookworm's version to bookworm-security's (arm64
     .debs fetched with apt-get through a private arm64 apt configuration in the work folder),
@@ -79,7 +79,7 @@ DAY = 86_400
 KIB, MIB = 1 << 10, 1 << 20
 PLAN_SIZES = [4 * KIB, 16 * KIB, 64 * KIB, 1 * MIB, 4 * MIB]
 RELEASE_JSON = "usr/lib/safecity-edge/release.json"
-MODULE = "edge/alarm.py"  # the node's module changed in (a)
+MODULE = "edge/call/alarm.py"  # the node's module changed in (a)
 LIBRARY = ("libssl3", "bookworm-security")  # (b): the package, and the suite of its next version
 KERNEL_SUITE = "bookworm-security"  # (c): where linux-image-arm64's next version comes from
 INITRAMFS_TIMEOUT_S = 1200

@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 from report import Row, print_table
 
+from devkit.demo.footage import vtest_h264_path, vtest_path
+from devkit.evaluation import measure_gating, vtest_frames
 from edge.config import NodeConfig
 from edge.config.vision import CameraSection
-from edge.demo.footage import vtest_h264_path, vtest_path
+from edge.counters import Counters
 from edge.detectors import create
 from edge.detectors.base import Detection, Detector
-from edge.telemetry import Counters
-from edge.vision.evaluation import measure_gating, vtest_frames
 from edge.vision.geometry import iou
 from edge.vision.supervisor import VisionSupervisor
 

@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _roll_back_trial(path: Path, error: ConfigError) -> bool:
     """A config from the hub that does not load goes back to the previous one, if on trial."""
-    from edge.config_trial import ConfigTrial
+    from edge.config.trial import ConfigTrial
 
     trial = ConfigTrial(path)
     current = trial.current()
@@ -46,12 +46,15 @@ def _roll_back_trial(path: Path, error: ConfigError) -> bool:
 def _check(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
+        warnings: list[str] = []
         try:
-            cfg = load_config(path)
+            cfg = load_config(path, warnings)
         except ConfigError as e:
             print(e.report(), file=sys.stderr)
             failed += 1
             continue
+        for note in warnings:
+            print(f"{path}: warning: {note}", file=sys.stderr)
         print(f"{path}: ok (node {cfg.node.id}, hub {cfg.hub.host}:{cfg.hub.port})")
     return 1 if failed else 0
 
@@ -62,7 +65,7 @@ def _schema(_args: argparse.Namespace) -> int:
 
 
 def _asyncapi(_args: argparse.Namespace) -> int:
-    from edge.contract.asyncapi import render
+    from contract.asyncapi import render
 
     sys.stdout.write(render())
     return 0

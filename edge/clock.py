@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from contract.pole import ClockSource
 from drivers.platform.timesync import adjtimex
-from edge.contract.pole import ClockSource
 
 monotonic = time.monotonic
 

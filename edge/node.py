@@ -19,18 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from drivers.gpio import CallButton, PinSimulator, StatusLed, make_pin_factory
-from drivers.platform import Platform, PlatformReader
-from drivers.platform.watchdog import ServiceNotifier
-from edge import __version__, clock
-from edge.alarm import AlarmPath
-from edge.backlog import Backlog, BacklogError, Forwarder, Klass
-from edge.cabinet import Cabinet
-from edge.commands import CommandDesk
-from edge.config.model import NodeConfig
-from edge.config_trial import sha256_of
-from edge.contract.commands import Check, Response
-from edge.contract.payloads import (
+from contract.commands import Check, Response
+from contract.payloads import (
     AlertKind,
     CertificateStats,
     Event,
@@ -40,16 +30,26 @@ from edge.contract.payloads import (
     OutboxStats,
     Status,
 )
-from edge.contract.pole import Health
-from edge.contract.topics import NodeTopics
-from edge.health import assess, platform_stats
-from edge.outbox import Outbox, OutboxError
+from contract.pole import Health
+from contract.topics import NodeTopics
+from drivers.gpio import CallButton, PinSimulator, StatusLed, make_pin_factory
+from drivers.platform import Platform, PlatformReader
+from drivers.platform.watchdog import ServiceNotifier
+from edge import __version__, clock
+from edge.call.alarm import AlarmPath
+from edge.call.outbox import Outbox, OutboxError
+from edge.config.model import NodeConfig
+from edge.config.trial import sha256_of
+from edge.counters import Counters
+from edge.health.assess import assess, platform_stats
+from edge.health.certificate import WARN_DAYS as CERT_WARN_DAYS
+from edge.health.certificate import CertificateError, CertInfo, read_certificate
+from edge.pole.cabinet import Cabinet
 from edge.record.pins import FootagePins
-from edge.telemetry import Counters
-from edge.tlsinfo import WARN_DAYS as CERT_WARN_DAYS
-from edge.tlsinfo import CertificateError, CertInfo, read_certificate
-from edge.update import FirmwareDesk
-from edge.uplink import ReplyTo, Uplink
+from edge.uplink.backlog import Backlog, BacklogError, Forwarder, Priority
+from edge.uplink.client import ReplyTo, Uplink
+from edge.uplink.commands import CommandDesk
+from edge.uplink.firmware import FirmwareDesk
 from edge.vision.events import VisionEvent
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Node:
         self._cert_problem = ""
         self._cert_warned_at = -1e9
         self._live_lock = threading.Lock()
-        self._live_seq: dict[Klass, int] = {}
+        self._live_seq: dict[Priority, int] = {}
         self.topics = NodeTopics(cfg.node.id)
         self.counters = Counters()
         self.boot = uuid.uuid4().hex
@@ -112,8 +112,8 @@ class Node:
         self.backlog: Backlog | None = None
         try:
             self.backlog = Backlog(cfg.data_dir / "backlog.sqlite",
-                                   max_messages=cfg.outbox.max_messages,
-                                   telemetry_keep_s=cfg.outbox.telemetry_keep_s)
+                                   max_messages=cfg.backlog.max_messages,
+                                   telemetry_keep_s=cfg.backlog.telemetry_keep_s)
         except BacklogError as e:  # events and telemetry then go out live, not stored
             log.error("%s: events and telemetry are not stored across outages", e)
         self.forwarder = (Forwarder(self.backlog, self.uplink, self.alarm.waiting, self.counters)
@@ -169,7 +169,8 @@ class Node:
 
         known = key_on_file(self.cfg.identity_dir)  # every later start: no cryptography here
         if known is None:
-            from edge.record.signing import EvidenceKeyError, evidence_key, fingerprint
+            from contract.evidence.keys import EvidenceKeyError, fingerprint
+            from edge.record.signing import evidence_key
 
             try:
                 known = fingerprint(evidence_key(self.cfg.identity_dir))
@@ -224,24 +225,24 @@ class Node:
                 started=ev.started_at, time=ev.time, snapshot=ev.snapshot,
             ).to_bytes()
 
-        self._forward(Klass.EVENT, self.topics.event, payload)
+        self._forward(Priority.EVENT, self.topics.event, payload)
         if self.footage is not None and ev.phase in ("new", "end"):
             self.footage.event(ev.camera, ev.event_id, ev.started_at.timestamp(),
                             ev.time.timestamp())
 
-    def _forward(self, klass: Klass, topic: str, build: Callable[[int], bytes]) -> None:
+    def _forward(self, priority: Priority, topic: str, build: Callable[[int], bytes]) -> None:
         """Store an event or a heartbeat for the forwarder; live if the store is failing."""
         if self.backlog is not None and self.forwarder is not None:
             try:
-                self.backlog.put(klass, topic, build)
+                self.backlog.put(priority, topic, build)
                 self.forwarder.wake()
                 return
             except BacklogError as e:
                 self.counters.inc("backlog_errors")
                 log.error("%s: sending live", e)
         with self._live_lock:
-            self._live_seq[klass] = self._live_seq.get(klass, 0) + 1
-            seq = self._live_seq[klass]
+            self._live_seq[priority] = self._live_seq.get(priority, 0) + 1
+            seq = self._live_seq[priority]
         self.uplink.publish(topic, build(seq), qos=1)
 
     def _on_link(self, up: bool) -> None:
@@ -267,8 +268,8 @@ class Node:
             node=self.cfg.node.id, time=clock.now(),
             uptime_s=round(clock.monotonic() - self.started, 1),
             outbox=OutboxStats(
-                pending=pending, unacked=unacked, events=waiting.get(Klass.EVENT, 0),
-                telemetry=waiting.get(Klass.TELEMETRY, 0),
+                pending=pending, unacked=unacked, events=waiting.get(Priority.EVENT, 0),
+                telemetry=waiting.get(Priority.TELEMETRY, 0),
                 thinned=self.backlog.thinned if self.backlog is not None else 0),
             link=LinkStats(connects=link.connects, disconnects=link.disconnects,
                            connected_since=link.connected_since,
@@ -288,7 +289,7 @@ class Node:
             health=self.health, firmware=self.firmware.stats(),
         )
 
-    # --- what commands may ask (edge.commands.NodeControl) ---
+    # --- what commands may ask (edge.uplink.commands.NodeControl) ---
 
     def set_heartbeat(self, interval_s: float, for_s: float | None) -> None:
         """Heartbeats every interval_s from now on (for for_s, then as configured)."""
@@ -452,7 +453,7 @@ class Node:
         if now >= self._next_beat:
             self._next_beat = now + self._beat_s
             beat = self.heartbeat().to_bytes()
-            self._forward(Klass.TELEMETRY, self.topics.telemetry, lambda _seq: beat)
+            self._forward(Priority.TELEMETRY, self.topics.telemetry, lambda _seq: beat)
             self.outbox.prune(time.time())
             self.commands.prune(time.time())
 

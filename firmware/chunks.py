@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from firmware.durable import write_whole
+from drivers.storage import write_whole
 
 _ENTRY = struct.Struct(">32sI")
 _READ = 1 << 20  # bytes read at once when hashing a slot

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from firmware.durable import write_whole
+from drivers.storage import write_whole
 
 REQUEST, PROGRESS, PENDING = "request.json", "progress.json", "pending.json"
 HEALTHY, RESULT, REPORTED = "healthy.json", "result.json", "result.reported.json"
@@ -93,7 +93,7 @@ class Result(_File):
 
 
 def write(folder: Path, name: str, item: BaseModel) -> None:
-    """Write `folder/name` whole (see firmware.durable)."""
+    """Write `folder/name` whole (see drivers.storage)."""
     folder.mkdir(parents=True, exist_ok=True)
     write_whole(folder / name, item.model_dump_json().encode())
 

@@ -20,9 +20,9 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from edge.contract import topics
-from edge.localbroker import LocalBroker
-from edge.pki import HUB
+from contract import topics
+from devkit.localbroker import LocalBroker
+from provisioning.pki import HUB
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ class Listener:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    """The hub's reference broker (docs/hub-broker/): mutual TLS and the per-pole ACL."""
+    """The hub's reference broker (hub/broker/): mutual TLS and the per-pole ACL."""
     b = LocalBroker(tmp_path / "broker", secure=True)
     b.start()
     tap = ContractTap(b)

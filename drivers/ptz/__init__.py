@@ -1,6 +1,6 @@
 """The pole's pan/tilt/zoom head: Pelco-D over RS-485 and its patrol tour.
 
-The simulated head for tests and the demo lives in `drivers.ptz.simulator`.
+The simulated head for tests and the demo lives in `devkit.simulators.ptz`.
 """
 
 from drivers.ptz.patrol import Patrol, PatrolState

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from edge.config.model import NodeConfig
+
+log = logging.getLogger(__name__)
+
+# Sections renamed to say what they configure: old name → new. The old name still loads,
+# with a warning (check-config prints it; the node logs it).
+RENAMED = {"outbox": "backlog"}
 
 
 class ConfigError(Exception):
@@ -27,16 +34,18 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-def load_config(path: Path) -> NodeConfig:
-    """Read and validate one node's config file."""
+def load_config(path: Path, warnings: list[str] | None = None) -> NodeConfig:
+    """Read and validate one node's config file. Warnings (an old section name) go into
+    `warnings` if given, else to the log."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(str(path), [f"cannot read file: {e.strerror or e}"]) from e
-    return parse_config(text, source=str(path))
+    return parse_config(text, source=str(path), warnings=warnings)
 
 
-def parse_config(text: str, *, source: str = "<config>") -> NodeConfig:
+def parse_config(text: str, *, source: str = "<config>",
+                 warnings: list[str] | None = None) -> NodeConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -46,6 +55,18 @@ def parse_config(text: str, *, source: str = "<config>") -> NodeConfig:
         raise ConfigError(source, [f"{where}not valid YAML ({problem})"]) from e
     if not isinstance(data, dict):
         raise ConfigError(source, ["the file must be a YAML mapping of sections (node, hub, ...)"])
+    for old, new in RENAMED.items():
+        if old not in data:
+            continue
+        if new in data:
+            raise ConfigError(source, [f"{old}: the old name of the '{new}' section, which is "
+                                       f"there too: keep only '{new}'"])
+        data[new] = data.pop(old)
+        note = f"{old}: the old name of the '{new}' section; rename it to '{new}'"
+        if warnings is None:
+            log.warning("%s: %s", source, note)
+        else:
+            warnings.append(note)
     try:
         return NodeConfig.model_validate(data)
     except ValidationError as e:

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from contract.link import TlsSection
+from contract.payloads import Location, NodeId
 from edge.config.base import Section
 from edge.config.pole import (
     CALL_BUTTON,
@@ -24,7 +26,6 @@ from edge.config.pole import (
 )
 from edge.config.recording import RecordingSection
 from edge.config.vision import CameraSection, DetectorSection, VisionSection
-from edge.contract.payloads import Location, NodeId
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 GpioPin = Annotated[int, Field(ge=0, le=53, description="BCM GPIO number")]
@@ -34,22 +35,6 @@ class NodeSection(Section):
     id: NodeId
     site: str = Field(min_length=1, description="Human-readable place, as dispatch names it")
     location: Location
-
-
-class TlsSection(Section):
-    """Mutual TLS files. In a node's config, relative paths are inside data_dir, so
-    `tls: {}` means the data partition's tls/ca.crt, tls/node.crt and tls/node.key."""
-
-    ca: Path = Field(default=Path("tls/ca.crt"),
-                     description="The hub's CA certificate (PEM); the only CA trusted")
-    cert: Path = Field(default=Path("tls/node.crt"),
-                       description="This node's client certificate (PEM); its CN is the node id")
-    key: Path = Field(default=Path("tls/node.key"),
-                      description="This node's private key (PEM); never leaves the node")
-
-    def under(self, base: Path) -> TlsSection:
-        """The same files with relative paths taken from `base`."""
-        return TlsSection(ca=base / self.ca, cert=base / self.cert, key=base / self.key)
 
 
 class HubSection(Section):
@@ -194,7 +179,7 @@ class CommandsSection(Section):
         description="What the reboot command runs")
 
 
-class OutboxSection(Section):
+class BacklogSection(Section):
     """The store-and-forward queue for events and telemetry (alerts are never thinned)."""
 
     max_messages: Annotated[int, Field(ge=100, le=10_000_000)] = Field(
@@ -220,7 +205,7 @@ class NodeConfig(Section):
     vision: VisionSection = Field(default_factory=VisionSection)
     recording: RecordingSection = Field(default_factory=RecordingSection)
     commands: CommandsSection = Field(default_factory=CommandsSection)
-    outbox: OutboxSection = Field(default_factory=OutboxSection)
+    backlog: BacklogSection = Field(default_factory=BacklogSection)
     climate: list[ClimateRule] = Field(default_factory=list)
     ptz: PtzSection | None = None
     gps: GpsSection | None = None

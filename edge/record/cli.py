@@ -18,27 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from contract.evidence.hashing import ClipError, utc_iso
+from contract.evidence.keyfiles import PUBLIC_FILE
+from contract.evidence.keys import EvidenceKeyError, fingerprint, load_public, public_pem
+from contract.evidence.manifest import ManifestError, manifest_path, read_manifest, span, verify
 from edge.clock import sync_state
 from edge.config import ConfigError, NodeConfig, load_config
-from edge.record.clips import Clip, ClipError, export_clip, utc_iso
+from edge.record.clips import Clip, export_clip
 from edge.record.index import INDEX_FILE, Category, RecordingIndexError, SegmentIndex
-from edge.record.manifest import (
-    ManifestError,
-    build_manifest,
-    manifest_path,
-    read_manifest,
-    span,
-    verify,
-    write_manifest,
-)
-from edge.record.signing import (
-    PUBLIC_FILE,
-    EvidenceKeyError,
-    evidence_key,
-    fingerprint,
-    load_public,
-    public_pem,
-)
+from edge.record.manifest import build_manifest, write_manifest
+from edge.record.signing import evidence_key
 
 _TIME_HELP = ("ISO 8601 (2026-11-21T14:59:00Z, or with an offset such as +02:00; a time "
               "without an offset is UTC) or unix seconds")

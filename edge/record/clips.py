@@ -16,15 +16,11 @@ to length prefixes); the evidence manifest signs these.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import io
 import itertools
 import os
-import struct
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,18 +30,20 @@ from av.container import InputContainer, OutputContainer
 from av.packet import Packet
 from av.video.stream import VideoStream
 
-from edge.durable import sync_dir
+from contract.evidence.hashing import (
+    ClipError,
+    file_sha256,
+    part_hashes,
+    utc_iso,
+    video_packets,
+    why,
+)
+from drivers.storage import replace_synced
 from edge.record.index import Segment, SegmentIndex
 
 GAP_S = 0.1  # footage missing between two segments for longer than this is a gap
-_CHUNK = 1 << 20
-_NO_TS = -(1 << 63)  # FFmpeg's AV_NOPTS_VALUE, for a packet without a timestamp
 _QUICK_OPEN = {"probesize": "32", "analyzeduration": "0"}
 _EPS_S = 1e-6  # float rounding of wall times (~2e-7 s today): a frame at `end` is not before it
-
-
-class ClipError(RuntimeError):
-    """The clip cannot be made; the message says why, for a technician."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +71,6 @@ class Clip:
     gaps: list[tuple[float, float]]  # parts of the requested window with no footage
 
 
-def utc_iso(t: float) -> str:
-    """Unix seconds as ISO 8601 UTC to the millisecond: 2026-11-21T14:59:14.019Z."""
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
 def export_clip(index: SegmentIndex, camera: str, start: float, end: float,
                 out: Path) -> Clip:
     """Write the camera's footage of [start, end) to `out` (MP4, moov first) and describe it.
@@ -101,8 +94,7 @@ def export_clip(index: SegmentIndex, camera: str, start: float, end: float,
             raise ClipError(f"{out}: {total} packets read back from the clip, "
                             f"{sum(counts)} written")
         size, sha256 = file_sha256(tmp, sync=True)
-        os.replace(tmp, out)
-        sync_dir(out.parent)
+        replace_synced(tmp, out)
     except OSError as e:
         raise ClipError(f"cannot write the clip {out}: {e.strerror or e}") from e
     finally:
@@ -111,45 +103,6 @@ def export_clip(index: SegmentIndex, camera: str, start: float, end: float,
              in zip(taken, _ranges(counts), hashes, strict=True)]
     return Clip(out, camera, (start, end), covered[0], covered[1], size, sha256, parts,
                 _gaps([p.segment for p in parts], start, end))
-
-
-def part_hashes(path: Path, ranges: Sequence[tuple[int, int]]) -> tuple[list[str], int]:
-    """Hash the clip's video packets in each (first, count) range, in demux order.
-
-    Returns one hex digest per range and how many packets the clip holds in all.
-    """
-    digests = [hashlib.sha256() for _ in ranges]
-    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
-    firsts = [ranges[i][0] for i in order]
-    total = 0
-    try:
-        with av.open(str(path), "r") as container:
-            stream = container.streams.video[0]
-            for number, packet in enumerate(_packets(container, stream)):
-                total = number + 1
-                at = bisect.bisect_right(firsts, number) - 1
-                if at < 0 or number >= firsts[at] + ranges[order[at]][1]:
-                    continue
-                digest = digests[order[at]]
-                pts, dts = (_NO_TS if t is None else t for t in (packet.pts, packet.dts))
-                digest.update(struct.pack(">qq", pts, dts))
-                digest.update(memoryview(packet))
-    except (av.error.FFmpegError, IndexError, OSError) as e:
-        raise ClipError(f"{path.name} cannot be read as video: {_why(e)}") from e
-    return [d.hexdigest() for d in digests], total
-
-
-def file_sha256(path: Path, *, sync: bool = False) -> tuple[int, str]:
-    """(bytes, SHA-256 hex) of a file, read in 1 MiB chunks; `sync`: fsync it first."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        if sync:
-            os.fsync(f.fileno())
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 # --- internals ---
@@ -172,7 +125,7 @@ def _write(index: SegmentIndex, segments: list[Segment], start: float, end: floa
                             f"{utc_iso(start)}–{utc_iso(end)} hold no playable video")
         clip.out.close()
     except av.error.FFmpegError as e:
-        raise ClipError(f"writing the clip {tmp.name} failed: {_why(e)}") from e
+        raise ClipError(f"writing the clip {tmp.name} failed: {why(e)}") from e
     finally:
         if clip.out is not None:
             clip.out.close()
@@ -248,19 +201,14 @@ def _read(index: SegmentIndex, segment: Segment, *, probe: bool
         container = av.open(io.BytesIO(data), "r", format="mpegts",
                             options={} if probe else _QUICK_OPEN)
     except av.error.FFmpegError as e:
-        raise ClipError(f"segment {path} cannot be read as video: {_why(e)}") from e
+        raise ClipError(f"segment {path} cannot be read as video: {why(e)}") from e
     try:
         stream = container.streams.video[0]
-        packets = list(_packets(container, stream))
+        packets = list(video_packets(container, stream))
     except (av.error.FFmpegError, IndexError) as e:
         container.close()
-        raise ClipError(f"segment {path} cannot be read as video: {_why(e)}") from e
+        raise ClipError(f"segment {path} cannot be read as video: {why(e)}") from e
     return container, stream, packets
-
-
-def _packets(container: InputContainer,
-             stream: VideoStream) -> Iterator[Packet]:  # type: ignore[type-arg]
-    return (p for p in container.demux(stream) if p.size)
 
 
 def _ts(p: Packet) -> int:  # type: ignore[type-arg]
@@ -310,9 +258,3 @@ def _no_footage(index: SegmentIndex, camera: str, start: float, end: float) -> s
     if cameras:
         return f"{what}; it has no recordings at all (cameras recorded: {', '.join(cameras)})"
     return f"{what}; there are no recordings at all in {index.root}"
-
-
-def _why(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error)

@@ -66,9 +66,12 @@ def deliver(job: ClipJob) -> dict[str, Any]:
     """Export, sign, pin and upload; {"ok": True, "clip": {...}} or {"ok": False, "error"}."""
     # Imported here, in the child: the node imports this module to hand the job over, and
     # must not load PyAV and cryptography for it.
-    from edge.record.clips import ClipError, export_clip, utc_iso
-    from edge.record.manifest import ManifestError, build_manifest, write_manifest
-    from edge.record.signing import EvidenceKeyError, evidence_key
+    from contract.evidence.hashing import ClipError, utc_iso
+    from contract.evidence.keys import EvidenceKeyError
+    from contract.evidence.manifest import ManifestError
+    from edge.record.clips import export_clip
+    from edge.record.manifest import build_manifest, write_manifest
+    from edge.record.signing import evidence_key
     from edge.record.upload import UploadError, upload
 
     with contextlib.suppress(OSError):

@@ -1,30 +1,24 @@
-"""The evidence key's two files and what they hold, read with the standard library alone.
+"""Whether this node already made its evidence key, read with the standard library alone.
 
 `edge.record.signing` makes, loads and uses the key with cryptography. The node's main
 process only has to name the key at start (its fingerprint, for the crew enrolling it at
 the hub); reading that from the files here spares the main process loading cryptography
 (about 10 MB) at every start. The files are the plain PEM that `signing` writes: PKCS#8
-for the private key, SubjectPublicKeyInfo for the public one (RFC 8410).
+for the private key, SubjectPublicKeyInfo for the public one (RFC 8410); their names and
+the fingerprint are `contract.evidence.keyfiles`'.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from pathlib import Path
 
-KEY_FILE = "evidence-ed25519.pem"
-PUBLIC_FILE = "evidence-ed25519.pub.pem"
+from contract.evidence.keyfiles import KEY_FILE, PUBLIC_FILE, fingerprint_of
+
 # The DER of an Ed25519 key in each form is these bytes and then the key's 32 bytes.
 _PKCS8_ED25519 = bytes.fromhex("302e020100300506032b657004220420")
 _SPKI_ED25519 = bytes.fromhex("302a300506032b6570032100")
-
-
-def fingerprint_of(raw_public: bytes) -> str:
-    """What a person compares: 16 hex digits of the raw public key's SHA-256, in fours."""
-    digits = hashlib.sha256(raw_public).hexdigest()[:16]
-    return "-".join(digits[i:i + 4] for i in range(0, 16, 4))
 
 
 def key_on_file(identity_dir: Path) -> str | None:

@@ -12,8 +12,8 @@ import logging
 import time
 
 from edge.config.model import NodeConfig
+from edge.counters import Counters
 from edge.record.index import Category, RecordingIndexError, SegmentIndex
-from edge.telemetry import Counters
 
 log = logging.getLogger(__name__)
 

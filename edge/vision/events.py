@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from edge.ids import uuid7
+from contract.ids import uuid7
 from edge.vision.geometry import Size, normalise
 
 if TYPE_CHECKING:  # the node's main process imports this module: no numpy or OpenCV here

@@ -21,10 +21,10 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from contract.payloads import CameraStats, RecordingStats
 from edge.config.model import NodeConfig
 from edge.config.vision import CameraSection
-from edge.contract.payloads import CameraStats, RecordingStats
-from edge.telemetry import Counters
+from edge.counters import Counters
 from edge.vision.events import VisionEvent
 from edge.vision.ringblock import RingBlock
 from edge.vision.worker_common import CameraJob, DetectionJob, launch

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from drivers.storage import write_whole
 from firmware.bootctl.base import (
     BootControlError,
     BootState,
@@ -22,7 +23,6 @@ from firmware.bootctl.base import (
     remounted_rw,
     run_command,
 )
-from firmware.durable import write_whole
 
 AUTOBOOT = "autoboot.txt"
 PARTITIONS = {Slot.A: 2, Slot.B: 3}

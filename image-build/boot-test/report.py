@@ -2,6 +2,8 @@
 units, waits for the node's READY=1, reads its retained status from the local broker and
 prints both on the serial console for the test on the host, then the guest powers off."""
 
+import importlib.metadata
+import importlib.util
 import json
 import subprocess
 import sys
@@ -70,5 +72,12 @@ facts = {
     "failed_units": subprocess.run(["systemctl", "--failed", "--plain", "--no-legend"],
                                    capture_output=True, text=True, check=False).stdout.split("\n"),
 }
+# What the node's venv can import: the pole's packages, and none of the hub, the dev-kit,
+# provisioning or the console library they use.
+facts["distributions"] = sorted({(d.metadata["Name"] or "").lower()
+                                 for d in importlib.metadata.distributions()})
+facts["importable"] = {name: importlib.util.find_spec(name) is not None
+                       for name in ("edge", "contract", "drivers", "firmware", "hub", "devkit",
+                                    "provisioning", "rich")}
 say("FACTS", json.dumps(facts))
 sys.exit(0 if "status" in got else 1)

@@ -388,14 +388,22 @@ def write_release(root: Path, plan: dict[str, str]) -> None:
 
 
 def install_units(root: Path) -> None:
+    """systemd/, the one home of the unit files: the node's unit, its users and folders, the
+    watchdog settings, the image's own units (provisioning, data partition, firmware updates)
+    and the image's drop-in for the node."""
     systemd = REPO / "systemd"
-    copies = {systemd / "edge-node.service": "usr/lib/systemd/system/edge-node.service",
-              systemd / "edge-node.sysusers.conf": "usr/lib/sysusers.d/edge-node.conf",
+    copies = {systemd / "edge-node.sysusers.conf": "usr/lib/sysusers.d/edge-node.conf",
               systemd / "edge-node.tmpfiles.conf": "usr/lib/tmpfiles.d/edge-node.conf"}
+    for unit in sorted([*systemd.glob("*.service"), *systemd.glob("*.path")]):
+        copies[unit] = f"usr/lib/systemd/system/{unit.name}"
     for conf in sorted((systemd / "system.conf.d").glob("*.conf")):
         copies[conf] = f"etc/systemd/system.conf.d/{conf.name}"
+    for conf in sorted((systemd / "edge-node.service.d").glob("*.conf")):
+        copies[conf] = f"etc/systemd/system/edge-node.service.d/{conf.name}"
     for src, dest in copies.items():
-        (root / dest).parent.mkdir(parents=True, exist_ok=True)
+        for folder in reversed((root / dest).relative_to(root).parents[:-1]):
+            (root / folder).mkdir(exist_ok=True)
+            (root / folder).chmod(0o755)
         shutil.copyfile(src, root / dest)
         (root / dest).chmod(0o644)
 

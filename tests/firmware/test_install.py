@@ -18,7 +18,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers.backoff import Backoff
-from edge import pki
 from firmware import bundle, keys
 from firmware.bundle import Refused
 from firmware.chunks import SlotIndex
@@ -26,6 +25,7 @@ from firmware.http import DownloadError, HttpSource, HttpStream
 from firmware.install import Running, Tally, install
 from firmware.manifest import Manifest
 from firmware.sources import FileSource
+from provisioning import pki
 from tests.firmware.test_bundle import (
     BOARD,
     CHUNK,

@@ -99,6 +99,13 @@ def test_the_image_boots_in_qemu_and_the_node_reaches_ready_with_its_status_at_t
     assert facts["machine_id"] == facts["saved_machine_id"], facts
     assert "node.yaml" in facts["provisioned"], facts  # type: ignore[operator]
     assert not [u for u in facts["failed_units"] if u], facts  # type: ignore[attr-defined]
+    # The pole carries only pole code: no hub console, no demo, no provisioning, no rich.
+    assert facts["importable"] == {"edge": True, "contract": True, "drivers": True,
+                                   "firmware": True, "hub": False, "devkit": False,
+                                   "provisioning": False, "rich": False}, facts["importable"]
+    shipped = set(facts["distributions"])  # type: ignore[call-overload]
+    assert "safecity-edge" in shipped, shipped
+    assert not shipped & {"safecity-hub", "safecity-devkit", "safecity-provisioning", "rich"}
     print(f"boot: READY after {boot.ready_s:.1f} s (guest: {boot.ready_guest_s:.1f} s since "
           f"the kernel started), powered off after {boot.powered_off_s:.1f} s")
     chain = [line.split("CHAIN", 1)[1] for line in boot.console if "EDGE-TEST CHAIN" in line]

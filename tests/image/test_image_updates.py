@@ -30,7 +30,7 @@ import pytest
 from imagebuild import build, qemu
 from imagebuild.disk import cut_partition
 
-from edge.localbroker import LocalBroker, free_port
+from devkit.localbroker import LocalBroker, free_port
 from firmware import bundle, keys
 from firmware.release import Release
 

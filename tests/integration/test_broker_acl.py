@@ -1,4 +1,4 @@
-"""The hub's reference broker (docs/hub-broker/, Mosquitto 2.0) keeps every pole to its own
+"""The hub's reference broker (hub/broker/, Mosquitto 2.0) keeps every pole to its own
 topics: a pole is its certificate, a client without one from the city's CA never gets in,
 and what a pole may not write or read is refused or never delivered.
 
@@ -21,10 +21,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge import pki
-from edge.config.model import HubSection, TlsSection
-from edge.localbroker import LocalBroker
-from edge.uplink import ReplyTo, Uplink
+from contract.link import TlsSection
+from devkit.localbroker import LocalBroker
+from edge.config.model import HubSection
+from edge.uplink.client import ReplyTo, Uplink
+from provisioning import pki
 from tests.conftest import NODE_ID, NodeProcess, node_config
 from tests.waiting import wait_for
 
@@ -208,7 +209,7 @@ def test_an_uplink_with_another_poles_topics_counts_and_logs_what_the_broker_ref
     def handler(topic: str, _payload: bytes, _reply: ReplyTo) -> None:
         received.put(topic)
 
-    caplog.set_level(logging.INFO, logger="edge.uplink")
+    caplog.set_level(logging.INFO, logger="edge.uplink.client")
     uplink = Uplink(  # pole A's certificate, pole B's topics
         HubSection(host=broker.host, port=broker.port, reconnect_min_s=0.1, reconnect_max_s=1),
         f"uplink-{A}", status_topic=f"poles/{B}/status", online=lambda: b'{"state": "online"}',

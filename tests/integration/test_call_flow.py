@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from edge.contract.payloads import Ack
-from edge.contract.topics import NodeTopics
-from edge.hub.client import HubConsole
-from edge.hub.state import AlertRecord
-from edge.ids import uuid7
-from edge.localbroker import LocalBroker
-from edge.pki import HUB
+from contract.ids import uuid7
+from contract.payloads import Ack
+from contract.topics import NodeTopics
+from devkit.localbroker import LocalBroker
+from hub.client import HubConsole
+from hub.state import AlertRecord
+from provisioning.pki import HUB
 from tests.conftest import (
     BUTTON,
     NODE_ID,

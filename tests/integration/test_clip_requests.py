@@ -20,11 +20,12 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.hub.evidence import EvidenceStore
-from edge.localbroker import LocalBroker
-from edge.pki import HUB
-from edge.record.manifest import verify
-from edge.record.signing import PUBLIC_FILE, load_public
+from contract.evidence.keyfiles import PUBLIC_FILE
+from contract.evidence.keys import load_public
+from contract.evidence.manifest import verify
+from devkit.localbroker import LocalBroker
+from hub.evidence import EvidenceStore
+from provisioning.pki import HUB
 from tests.conftest import NODE_ID, NodeProcess
 from tests.integration.test_recording import indexed, recording_config
 from tests.waiting import wait_for

@@ -19,8 +19,8 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.localbroker import LocalBroker, free_port
-from edge.pki import HUB
+from devkit.localbroker import LocalBroker, free_port
+from provisioning.pki import HUB
 from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
 from tests.waiting import wait_for
 

@@ -34,7 +34,7 @@ def summary_counts(out: str) -> dict[str, int]:
 
 def run_demo() -> tuple[int, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.demo", "--fast", "--plain"], cwd=ROOT,
+        [sys.executable, "-m", "devkit.demo", "--fast", "--plain"], cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # so a hung run can be stopped with its node and broker
     )

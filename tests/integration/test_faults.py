@@ -42,11 +42,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from contract.payloads import Ack
+from contract.topics import NodeTopics
+from devkit.localbroker import LocalBroker
 from edge import clock
-from edge.contract.payloads import Ack
-from edge.contract.topics import NodeTopics
-from edge.localbroker import LocalBroker
-from edge.pki import HUB
+from provisioning.pki import HUB
 from tests import netns
 from tests.conftest import NODE_ID, ContractTap, NodeProcess, node_config
 from tests.faultproxy import FaultProxy

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from edge.localbroker import LocalBroker
+from devkit.localbroker import LocalBroker
 from firmware import handoff
 from firmware.handoff import Pending, Progress, Request, Result
 from tests.conftest import Listener, NodeProcess

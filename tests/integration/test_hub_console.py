@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from contract.ids import uuid7
+from contract.payloads import Ack, Alert, AlertKind, Location
+from contract.topics import NodeTopics
+from devkit.localbroker import LocalBroker
 from edge import clock
-from edge.contract.payloads import Ack, Alert, AlertKind, Location
-from edge.contract.topics import NodeTopics
-from edge.hub.console import HubConsole, main
-from edge.ids import uuid7
-from edge.localbroker import LocalBroker
+from hub.console import HubConsole, main
 from tests.waiting import wait_for
 
 NODE = "pole-7"

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from edge.demo.footage import vtest_path
-from edge.hub.evidence import EvidenceStore
-from edge.localbroker import LocalBroker
+from devkit.demo.footage import vtest_path
+from devkit.localbroker import LocalBroker
+from hub.evidence import EvidenceStore
 from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
 from tests.footprint import loaded
 from tests.integration.test_clip_requests import Hub

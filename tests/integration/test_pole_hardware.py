@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 import yaml
 
-from drivers.gps.simulator import GpsSimulator
-from drivers.modbus.simulator import SensorBusSimulator
+from devkit.localbroker import LocalBroker
+from devkit.simulators.gps import GpsSimulator
+from devkit.simulators.modbus import SensorBusSimulator
+from devkit.simulators.ptz import SimulatedHead
 from drivers.ptz.pelco_d import PtzHead
-from drivers.ptz.simulator import SimulatedHead
 from edge import clock
-from edge.hub.client import HubConsole
-from edge.hub.state import AlertRecord
-from edge.localbroker import LocalBroker
+from hub.client import HubConsole
+from hub.state import AlertRecord
 from tests.conftest import NODE_ID, TAMPER, Listener, NodeProcess, node_config
 from tests.waiting import wait_for
 

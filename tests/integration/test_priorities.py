@@ -16,9 +16,9 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.demo.footage import vtest_path
-from edge.localbroker import LocalBroker
-from edge.pki import HUB
+from devkit.demo.footage import vtest_path
+from devkit.localbroker import LocalBroker
+from provisioning.pki import HUB
 from tests.conftest import NODE_ID, NodeProcess
 from tests.integration.test_vision import vision_config
 from tests.waiting import wait_for

@@ -19,7 +19,7 @@ import av
 import pytest
 import yaml
 
-from edge.localbroker import LocalBroker
+from devkit.localbroker import LocalBroker
 from tests import disks
 from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
 from tests.unit.recording_footage import h264_footage

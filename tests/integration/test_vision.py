@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from edge.demo.footage import vtest_path
-from edge.localbroker import LocalBroker
+from devkit.demo.footage import vtest_path
+from devkit.localbroker import LocalBroker
 from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
 from tests.waiting import wait_for
 

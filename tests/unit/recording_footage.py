@@ -27,7 +27,7 @@ from av.packet import Packet
 from av.video.frame import PictureType
 from av.video.stream import VideoStream
 
-from edge.demo.footage import VTEST_FRAMES, vtest_path
+from devkit.demo.footage import VTEST_FRAMES, vtest_path
 from edge.record.index import SegmentIndex
 from edge.record.segmenter import Segmenter
 

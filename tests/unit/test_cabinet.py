@@ -18,16 +18,16 @@ from typing import Any
 import pytest
 from gpiozero import DigitalOutputDevice, GPIOPinInUse
 
-from drivers.gps.simulator import GpsSimulator
-from drivers.modbus.simulator import CLIMATE, UPS, SensorBusSimulator
+from contract.payloads import AlertKind
+from contract.pole import PtzStats
+from devkit.simulators.gps import GpsSimulator
+from devkit.simulators.modbus import CLIMATE, UPS, SensorBusSimulator
+from devkit.simulators.ptz import SimulatedHead
 from drivers.ptz import PtzHead
 from drivers.ptz.pelco_d import GO_TO_PRESET
-from drivers.ptz.simulator import SimulatedHead
 from edge import clock
-from edge.cabinet import Cabinet
 from edge.config import NodeConfig
-from edge.contract.payloads import AlertKind
-from edge.contract.pole import PtzStats
+from edge.pole.cabinet import Cabinet
 from tests.waiting import wait_for
 
 # A thread that dies of an exception fails the test: the cabinet counts faults, never raises.

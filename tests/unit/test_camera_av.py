@@ -19,8 +19,8 @@ from typing import Any
 import av
 import pytest
 
+from devkit.demo.footage import VTEST_FRAMES, vtest_path
 from drivers.camera import AvCamera, CameraError, Frame, make_camera, redact, source_kind
-from edge.demo.footage import VTEST_FRAMES, vtest_path
 
 
 @pytest.fixture(scope="module")

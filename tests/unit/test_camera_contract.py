@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from devkit.demo.footage import vtest_path
 from drivers.camera import AvCamera, Camera, CameraError, Frame, Picamera2Camera
-from edge.demo.footage import vtest_path
 from tests.unit import camera_standin
 
 MakeCamera = Callable[[], Camera]

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from devkit.demo.footage import vtest_path
 from drivers.camera import CameraError, Picamera2Camera, make_camera, open_camera
-from edge.demo.footage import vtest_path
 from tests.unit import camera_standin
 
 

@@ -27,12 +27,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.commands import CommandDesk
+from contract.commands import COMMANDS, MAX_COMMAND_BYTES, Check, Response
+from contract.topics import NodeTopics
 from edge.config.model import NodeConfig
-from edge.contract.commands import COMMANDS, MAX_COMMAND_BYTES, Check, Response
-from edge.contract.topics import NodeTopics
-from edge.telemetry import Counters
-from edge.uplink import ReplyTo
+from edge.counters import Counters
+from edge.uplink.client import ReplyTo
+from edge.uplink.commands import CommandDesk
 
 NODE = "fuzz-0001"
 TOPICS = NodeTopics(NODE)
@@ -161,7 +161,7 @@ def mutants(payload: bytes, rnd: random.Random, n: int) -> list[bytes]:
 
 def test_fuzzing_the_command_path_crashes_nothing_and_answers_everything(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.CRITICAL, logger="edge.commands")  # 100,000 refusals: not logged
+    caplog.set_level(logging.CRITICAL, logger="edge.uplink.commands")  # 100,000 refusals
     desk, answers, controls = make_desk(tmp_path)
     seen = {"inputs": 0}
 

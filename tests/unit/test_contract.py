@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from edge.contract import asyncapi, topics
-from edge.contract.commands import COMMANDS
-from edge.contract.payloads import Ack, Alert
+from contract import asyncapi, topics
+from contract.commands import COMMANDS
+from contract.payloads import Ack, Alert
 
 ROOT = Path(__file__).resolve().parents[2]
 

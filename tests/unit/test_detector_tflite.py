@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import edge.detectors
-from edge.demo.footage import vtest_path
+from devkit.demo.footage import vtest_path
 from edge.detectors import Detection, create
 from edge.detectors.base import Box, Image
 from edge.detectors.tflite_cpu import TFLiteDetector, iou

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devkit.simulators.gps import ZHYTOMYR, GpsSimulator, gga, rmc
 from drivers.gps import GpsReader, NmeaDecoder
-from drivers.gps.simulator import ZHYTOMYR, GpsSimulator, gga, rmc
 from tests.waiting import wait_for
 
 # A thread that dies of an exception fails the test: drivers must count faults, not raise them.

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from contract.pole import Health
 from drivers.platform import ClockSync, Disk, Platform, PlatformReader, Throttle, Wear
 from edge import clock
 from edge.clock import SyncState, sync_state, use_gps
 from edge.config.pole import HealthSection
-from edge.contract.pole import Health
-from edge.health import assess, flags, platform_stats
+from edge.health.assess import assess, flags, platform_stats
 
 TREES = Path(__file__).parent.parent / "fixtures" / "platform"
 CFG = HealthSection()  # warn at 80 °C, fail at 90 °C; disk warn below 10 %, fail below 2 %

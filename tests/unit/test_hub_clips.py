@@ -16,12 +16,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from rich.console import Console
 
-from edge.contract.commands import ClipRequest, Response
-from edge.contract.topics import NodeTopics
-from edge.hub import view
-from edge.hub.client import HubConsole
-from edge.hub.state import HubEvent, HubState
-from edge.localbroker import LocalBroker
+from contract.commands import ClipRequest, Response
+from contract.topics import NodeTopics
+from devkit.localbroker import LocalBroker
+from hub import view
+from hub.client import HubConsole
+from hub.state import HubEvent, HubState
 from tests.waiting import wait_for
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

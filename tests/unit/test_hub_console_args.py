@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.hub.console import main
-from edge.ids import uuid7
+from contract.ids import uuid7
+from hub.console import main
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

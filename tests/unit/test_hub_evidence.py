@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.contract.commands import ClipResult
-from edge.hub.evidence import EvidenceStore, check_clip
-from edge.record.clips import export_clip, utc_iso
+from contract.commands import ClipResult
+from contract.evidence.hashing import utc_iso
+from edge.record.clips import export_clip
 from edge.record.manifest import build_manifest
 from edge.record.signing import evidence_key
 from edge.record.upload import upload
+from hub.evidence import EvidenceStore, check_clip
 from tests.unit.recording_footage import CAMERA, T0, recorded
 
 NODE = "pole-1"

@@ -11,7 +11,8 @@ from typing import Literal
 
 import pytest
 
-from edge.contract.payloads import (
+from contract.ids import uuid7
+from contract.payloads import (
     Ack,
     Alert,
     AlertKind,
@@ -24,11 +25,10 @@ from edge.contract.payloads import (
     OutboxStats,
     Status,
 )
-from edge.contract.pole import InputStats, OutputStats, PtzStats, SensorStats
-from edge.contract.topics import NodeTopics
-from edge.hub import state as hub_state
-from edge.hub.state import GARBAGE_KEPT, HubEvent, HubState, duration, percentile
-from edge.ids import uuid7
+from contract.pole import InputStats, OutputStats, PtzStats, SensorStats
+from contract.topics import NodeTopics
+from hub import state as hub_state
+from hub.state import GARBAGE_KEPT, HubEvent, HubState, duration, percentile
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 POLE = NodeTopics("pole-1")

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
-from edge.contract.payloads import (
+from contract.ids import uuid7
+from contract.payloads import (
     Alert,
     AlertKind,
     CameraStats,
@@ -20,11 +21,10 @@ from edge.contract.payloads import (
     OutboxStats,
     Status,
 )
-from edge.contract.pole import GpsStats, InputStats, OutputStats, PtzStats, SensorStats
-from edge.contract.topics import NodeTopics
-from edge.hub import view
-from edge.hub.state import HubEvent, HubState
-from edge.ids import uuid7
+from contract.pole import GpsStats, InputStats, OutputStats, PtzStats, SensorStats
+from contract.topics import NodeTopics
+from hub import view
+from hub.state import HubEvent, HubState
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 POLE = NodeTopics("pole-1")

@@ -6,8 +6,8 @@ import re
 import time
 import uuid
 
+from contract.ids import uuid7
 from drivers.backoff import Backoff
-from edge.ids import uuid7
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

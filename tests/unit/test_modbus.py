@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devkit.simulators.modbus import SensorBusSimulator
 from drivers.modbus import Reading, Register, SensorBus
-from drivers.modbus.simulator import SensorBusSimulator
 from drivers.ptyline import PtyLine
 from tests.waiting import wait_for
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from contract.ids import uuid7
+from contract.payloads import Alert, AlertKind, Location
 from edge import clock
-from edge.contract.payloads import Alert, AlertKind, Location
-from edge.ids import uuid7
-from edge.outbox import Outbox, OutboxError
+from edge.call.outbox import Outbox, OutboxError
 
 TOPIC = "poles/test-0001/alert"
 

@@ -1,4 +1,4 @@
-"""The city's CA (edge.pki): what it writes, what the certificates say, and what it refuses."""
+"""The city's CA (provisioning.pki): what it writes, what the certificates say, what it refuses."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edge import pki
+from provisioning import pki
 
 
 def load(path: Path) -> x509.Certificate:

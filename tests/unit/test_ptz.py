@@ -12,10 +12,10 @@ import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devkit.simulators.ptz import SimulatedHead
 from drivers.ptyline import PtyLine
 from drivers.ptz import Frame, FrameParser, Patrol, PtzError, PtzHead
 from drivers.ptz.pelco_d import GO_TO_PRESET
-from drivers.ptz.simulator import SimulatedHead
 from tests.waiting import wait_for
 
 # A thread that dies of an exception fails the test: drivers must count faults, not raise them.

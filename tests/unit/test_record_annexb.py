@@ -12,7 +12,7 @@ import av
 import pytest
 from av.packet import Packet
 
-from edge.demo.footage import vtest_path
+from devkit.demo.footage import vtest_path
 from edge.record.annexb import TIME_BASE, AnnexBPackets, PacketOutput
 from edge.record.encode import H264Encoder
 from tests.unit.recording_footage import mux

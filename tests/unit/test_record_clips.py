@@ -12,7 +12,8 @@ from pathlib import Path
 import av
 import pytest
 
-from edge.record.clips import Clip, ClipError, export_clip
+from contract.evidence.hashing import ClipError
+from edge.record.clips import Clip, export_clip
 from edge.record.index import SegmentIndex
 from tests.unit.recording_footage import CAMERA, FPS, T0, recorded
 

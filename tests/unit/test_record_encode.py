@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pytest
 from av.packet import Packet
 
-from edge.demo.footage import vtest_path
+from devkit.demo.footage import vtest_path
 from edge.record.encode import TIME_BASE, EncoderError, H264Encoder
 from tests.unit.recording_footage import mux
 

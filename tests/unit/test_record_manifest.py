@@ -19,24 +19,13 @@ import av
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from contract.evidence.keyfiles import KEY_FILE, PUBLIC_FILE
+from contract.evidence.keys import EvidenceKeyError, fingerprint, load_public
+from contract.evidence.manifest import canonical, manifest_path, read_manifest, verify
 from edge.record.clips import Clip, export_clip
 from edge.record.index import SegmentIndex
-from edge.record.manifest import (
-    build_manifest,
-    canonical,
-    manifest_path,
-    read_manifest,
-    verify,
-    write_manifest,
-)
-from edge.record.signing import (
-    KEY_FILE,
-    PUBLIC_FILE,
-    EvidenceKeyError,
-    evidence_key,
-    fingerprint,
-    load_public,
-)
+from edge.record.manifest import build_manifest, write_manifest
+from edge.record.signing import evidence_key
 from tests.unit.recording_footage import CAMERA, T0, recorded
 
 CREATED = T0 + 120

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import pki
-from edge.tlsinfo import CertificateError, read_certificate
+from edge.health.certificate import CertificateError, read_certificate
+from provisioning import pki
 
 
 def test_a_certificate_ending_within_30_days_is_flagged(tmp_path: Path) -> None:

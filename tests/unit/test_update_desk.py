@@ -1,5 +1,5 @@
 """The node's side of a firmware update without a broker: when it tells the commit service it
-is healthy (edge/update.py). The command's round trip runs on a real node in
+is healthy (edge/uplink/firmware.py). The command's round trip runs on a real node in
 tests/integration/test_firmware_commands.py."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from edge import update
-from edge.contract.commands import FirmwareUpdate, Response
-from edge.update import FirmwareDesk, booted_slot
-from edge.uplink import ReplyTo
+from contract.commands import FirmwareUpdate, Response
+from edge.uplink import firmware as update
+from edge.uplink.client import ReplyTo
+from edge.uplink.firmware import FirmwareDesk, booted_slot
 from firmware import handoff
 from firmware.handoff import Healthy, Pending, Reply
 

@@ -3,8 +3,8 @@ the module docstring says it counts."""
 
 from __future__ import annotations
 
+from devkit.evaluation import Recording, TrackRecord, compare, measure_gating
 from edge.detectors.base import Box
-from edge.vision.evaluation import Recording, TrackRecord, compare, measure_gating
 from tests.unit.vision_scenes import ColourDetector, scene
 
 FPS = 10.0

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import edge.detectors.tflite_cpu  # noqa: F401  (registers the "tflite" detector)
+from devkit.evaluation import vtest_frames
 from edge.detectors import Detector, create
 from edge.detectors.base import Box, Detection
-from edge.vision.evaluation import vtest_frames
 from edge.vision.events import VisionEvent
 from edge.vision.geometry import area, intersection, iou
 from edge.vision.pipeline import FramePipeline

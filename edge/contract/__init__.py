@@ -1,1 +1,0 @@
-"""The MQTT contract between a node and the hub: topics and JSON payloads, one source for both."""
