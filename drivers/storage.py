@@ -36,6 +36,18 @@ def write_whole(path: Path, data: bytes, mode: int = 0o644) -> None:
     sync_dir(path.parent)
 
 
+def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create `path`, which must not exist, with `mode` from the start (a private key is
+    never readable by others, whatever the umask), write it, fsync it and its folder."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(fd, mode)  # the umask may have taken bits away; set exactly
+        f.write(data)
+        f.flush()
+        os.fsync(fd)
+    sync_dir(path.parent)
+
+
 def replace_synced(tmp: Path, path: Path) -> None:
     """Move a file written (and fsynced) elsewhere in the same folder over `path`, and sync
     the folder: for files too large to hold in memory (clips, segments)."""

@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
+from drivers.storage import replace_synced
 from firmware.chunks import BadIndex, ChunkIndex, zero_digest
 from firmware.keys import key_id
 from firmware.manifest import CHUNK_SIZE, Compression, Manifest
@@ -111,7 +112,7 @@ def make(image: Path, out: Path, *, key: Ed25519PrivateKey | None, version: str,
             shutil.copyfileobj(r, w, 1 << 20)
             w.flush()
             os.fsync(w.fileno())
-        os.replace(tmp, out)
+        replace_synced(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
         payload.unlink(missing_ok=True)

@@ -6,12 +6,13 @@ A key is named by its id: the first 16 hex digits of the SHA-256 of the raw publ
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from drivers.storage import write_new
 
 TRUSTED_DIR = Path("/usr/lib/safecity-edge/release-keys")
 
@@ -40,8 +41,8 @@ def generate(path: Path) -> Ed25519PrivateKey:
                             serialization.NoEncryption())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_new(path, pem, 0o600)
-        _write_new(public, public_pem(key.public_key()), 0o644)
+        write_new(path, pem, 0o600)
+        write_new(public, public_pem(key.public_key()), 0o644)
     except FileExistsError as e:  # made by someone else since the check above
         raise ReleaseKeyError(f"{e.filename} already exists; choose another name") from e
     except OSError as e:
@@ -101,13 +102,3 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as e:
         raise ReleaseKeyError(f"cannot read the release key {path}: {e.strerror or e}") from e
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create `path` with `mode` from the start (a private key is never readable by others)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(fd, mode)  # the umask may have taken bits away; set exactly
-        f.write(data)
-        f.flush()
-        os.fsync(fd)

@@ -1,7 +1,9 @@
 """The alarm path: a press or a cabinet input becomes an alert that reaches the hub.
 
-raise_alert() runs in the thread that saw the GPIO edge: it commits the alert to the
-outbox and hands it to the uplink at once, with no queue in between. Everything that
+The call button's callbacks (`on_press`, `on_stuck`, ...) and the cabinet's inputs call in
+here directly, in the thread that saw the GPIO edge: `raise_alert()` commits the alert to
+the outbox and hands it to the uplink at once, with no queue in between; only then do the
+followers run (relays, the PTZ head, pinning footage). Everything that
 comes back (PUBACKs, the hub's acks) arrives on other threads and is queued for the
 main loop, which alone updates delivery state and drives the call LED:
 
@@ -73,6 +75,10 @@ class _Acked:
     alert_id: str
 
 
+# Something done after an alert is on its way: (what it is, for the log; the action).
+Follower = tuple[str, Callable[[Alert, str], None]]
+
+
 class AlarmPath:
     def __init__(
         self, cfg: NodeConfig, outbox: Outbox, link: Link, led: Indicator, counters: Counters
@@ -93,8 +99,41 @@ class AlarmPath:
         self._unsaved: dict[int, Alert] = {}  # raised while the outbox could not be written
         self._unsaved_acks: dict[str, float] = {}  # hub acks for those, by alert id
         self._resend_at: dict[int, tuple[float, float]] = {}  # seq → (due, interval), unacked
+        self._followers: list[Follower] = []
+
+    def follow(self, what: str, action: Callable[[Alert, str], None]) -> None:
+        """Run `action(alert, source)` after each alert is on its way (not for an input's
+        restored or flapping news); `what` names it when it fails."""
+        self._followers.append((what, action))
 
     # --- GPIO threads ---
+
+    def on_press(self) -> None:
+        self.counters.inc("presses")
+        self.alert(AlertKind.CALL, "call_button")
+
+    def on_long_press(self) -> None:
+        self.counters.inc("long_presses")
+
+    def on_stuck(self) -> None:
+        log.error("call button held for %.0f s: jammed or taped down",
+                  self.cfg.timings.stuck_after_s)
+        self.alert(AlertKind.BUTTON_STUCK, "call_button")
+
+    def on_release(self, held_s: float) -> None:
+        if held_s >= self.cfg.timings.stuck_after_s:
+            log.warning("call button released after %.0f s stuck", held_s)
+
+    def alert(self, kind: AlertKind, source: str) -> None:
+        """Raise an alert, then run the followers; a failing follower never stops the alert."""
+        alert = self.raise_alert(kind, source)
+        if kind in (AlertKind.INPUT_RESTORED, AlertKind.INPUT_FLAPPING):
+            return  # news for the hub; no lights, no PTZ, no footage pinned
+        for what, action in self._followers:
+            try:
+                action(alert, source)
+            except Exception:
+                log.exception("alert %s: %s failed", alert.id, what)
 
     def raise_alert(self, kind: AlertKind, source: str) -> Alert:
         """Record an alert durably and send it. Never raises: an alert that cannot be
@@ -157,6 +196,14 @@ class AlarmPath:
             self._handle_delivered(event)
         else:
             self._handle_acked(event)
+
+    def drain(self) -> None:
+        """At shutdown: record what already came back, before the outbox closes."""
+        while True:
+            try:
+                self.handle(self.events.get_nowait())
+            except queue.Empty:
+                return
 
     def tick(self) -> None:
         """Periodic work: save alerts the disk refused, re-send, show the LED state."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.payloads import Alert, AlertKind
+from drivers.storage import open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -59,12 +60,7 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(
-                path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db = open_db(path, _SCHEMA, synchronous="FULL", timeout_s=busy_timeout_s)
             row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='alerts'").fetchone()
         except sqlite3.Error as e:
             raise OutboxError(f"cannot open outbox {path}: {e}") from e

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from drivers.storage import sync_dir
+from drivers.storage import sync_dir, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +89,13 @@ class ConfigTrial:
         if self.current() is not None:
             raise TrialError("another config change is on trial; wait for its answer")
         old = self.config.read_bytes()
-        _write(self.last_good, old)
+        write_whole(self.last_good, old)
         new = new_text.encode()
         trial = Trial(command_id, "trial", time.time() + trial_s, reply_topic,
                       correlation.hex() if correlation is not None else None,
                       hashlib.sha256(new).hexdigest())
-        _write(self.marker, json.dumps(asdict(trial)).encode())  # marker before the file:
-        _write(self.config, new)  # a new file in force always has its trial
+        write_whole(self.marker, json.dumps(asdict(trial)).encode())  # marker before the file:
+        write_whole(self.config, new)  # a new file in force always has its trial
         log.info("config change %s on trial for %.0f s (previous file kept as %s)",
                  command_id, trial_s, self.last_good.name)
         return trial.sha256
@@ -130,9 +129,9 @@ class ConfigTrial:
         if trial is None or trial.state != "trial":
             return trial
         if self.last_good.exists():
-            _write(self.config, self.last_good.read_bytes())
+            write_whole(self.config, self.last_good.read_bytes())
         rolled = Trial(**{**asdict(trial), "state": "rolled_back", "reason": reason})
-        _write(self.marker, json.dumps(asdict(rolled)).encode())
+        write_whole(self.marker, json.dumps(asdict(rolled)).encode())
         log.error("config change %s rolled back: %s", trial.command_id, reason)
         return rolled
 
@@ -140,13 +139,3 @@ class ConfigTrial:
         with contextlib.suppress(FileNotFoundError):
             self.marker.unlink()
         sync_dir(self.marker.parent)
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    sync_dir(path.parent)

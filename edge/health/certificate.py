@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 WARN_DAYS = 30  # telemetry flags a certificate this close to its end, and the log warns
 
@@ -163,3 +167,39 @@ def _time(tag: int, value: bytes) -> datetime:
     y, mo, d, h, mi, s = (int(text[i:j]) for i, j in ((0, 4), (4, 6), (6, 8), (8, 10),
                                                        (10, 12), (12, 14)))
     return datetime(y, mo, d, h, mi, s, tzinfo=UTC)
+
+
+class CertificateWatch:
+    """The node's client certificate, read again each time it is asked for (a technician may
+    renew it): errors are logged once per change, a near end once a day."""
+
+    def __init__(self, cert: Path | None, node_id: str) -> None:
+        self.cert = cert
+        self.node_id = node_id
+        self._problem = ""
+        self._warned_at = -1e9
+
+    def current(self) -> CertInfo | None:
+        """The certificate's subject and end; None without TLS or when it cannot be read."""
+        if self.cert is None:
+            return None
+        try:
+            info = read_certificate(self.cert)
+        except CertificateError as e:
+            if self._problem != str(e):
+                log.error("%s", e)
+            self._problem = str(e)
+            return None
+        self._problem = ""
+        if info.expiring and time.monotonic() >= self._warned_at + 86400:
+            self._warned_at = time.monotonic()
+            log.warning("client certificate %s ends %s (%.0f days): renew it before the hub "
+                        "refuses this node", info.subject, info.not_after.date(), info.days_left)
+        return info
+
+    def check_identity(self) -> None:
+        """Say at start if the certificate names another node: the broker would refuse us."""
+        info = self.current()
+        if info is not None and info.subject != self.node_id:
+            log.error("the client certificate is for %r but this node is %r: the hub's broker "
+                      "will refuse everything it publishes", info.subject, self.node_id)

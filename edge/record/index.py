@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from drivers.storage import open_db
+
 INDEX_FILE = "index.sqlite"
 
 _SCHEMA = """
@@ -122,12 +124,7 @@ class SegmentIndex:
         self.path = root / INDEX_FILE
         self._lock = threading.Lock()
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db = open_db(self.path, _SCHEMA, synchronous="FULL", timeout_s=busy_timeout_s)
         except (OSError, sqlite3.Error) as e:
             raise RecordingIndexError(f"cannot open the recording index {self.path}: {e}") from e
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from pathlib import Path
 
 from contract.evidence.keyfiles import KEY_FILE, PUBLIC_FILE, fingerprint_of
@@ -19,6 +20,24 @@ from contract.evidence.keyfiles import KEY_FILE, PUBLIC_FILE, fingerprint_of
 # The DER of an Ed25519 key in each form is these bytes and then the key's 32 bytes.
 _PKCS8_ED25519 = bytes.fromhex("302e020100300506032b657004220420")
 _SPKI_ED25519 = bytes.fromhex("302a300506032b6570032100")
+
+log = logging.getLogger(__name__)
+
+
+def announce_key(identity_dir: Path) -> None:
+    """At the node's start: log the evidence key's fingerprint, making the key the first
+    time (so its public half can be enrolled before any clip). Never raises."""
+    known = key_on_file(identity_dir)  # every later start: no cryptography here
+    if known is None:
+        from contract.evidence.keys import EvidenceKeyError, fingerprint
+        from edge.record.signing import evidence_key
+
+        try:
+            known = fingerprint(evidence_key(identity_dir))
+        except (EvidenceKeyError, OSError) as e:
+            log.error("evidence key unavailable (clips cannot be signed): %s", e)
+            return
+    log.info("evidence key %s in %s", known, identity_dir)
 
 
 def key_on_file(identity_dir: Path) -> str | None:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contract.evidence.keyfiles import KEY_FILE, PUBLIC_FILE
 from contract.evidence.keys import EvidenceKeyError, public_pem
-from drivers.storage import replace_synced, sync_dir
+from drivers.storage import sync_dir, write_new, write_whole
 
 
 def evidence_key(identity_dir: Path) -> Ed25519PrivateKey:
@@ -49,7 +49,8 @@ def _create(identity_dir: Path, path: Path) -> None:
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
         tmp = identity_dir / f".{KEY_FILE}.{os.getpid()}.tmp"
-        _write_new(tmp, pem, 0o600)
+        tmp.unlink(missing_ok=True)  # a leftover of a crash of this same pid number
+        write_new(tmp, pem, 0o600)
         try:
             # link, not rename: if another process made the key meanwhile, keep theirs
             with contextlib.suppress(FileExistsError):
@@ -63,21 +64,7 @@ def _create(identity_dir: Path, path: Path) -> None:
 
 
 def _write_public(public: Path, key: Ed25519PrivateKey) -> None:
-    tmp = public.with_name(f".{public.name}.{os.getpid()}.tmp")
     try:
-        _write_new(tmp, public_pem(key), 0o644)
-        replace_synced(tmp, public)
+        write_whole(public, public_pem(key), 0o644)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise EvidenceKeyError(f"cannot write the public key {public}: {e.strerror or e}") from e
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create `path` with `mode` from the start (never readable by others), write, sync."""
-    path.unlink(missing_ok=True)  # a leftover of a crash of this same pid number
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(fd, mode)  # the umask may have taken bits away; set exactly
-        f.write(data)
-        f.flush()
-        os.fsync(fd)

@@ -2,13 +2,14 @@
 
 Alerts have their own outbox (edge/call/outbox.py) and go out the moment they are raised.
 Vision events and heartbeats are written here (SQLite, WAL: they survive `kill -9`; a
-power cut may lose the last second, which only alerts must not) and a forwarder thread
-hands them to the uplink in priority order: nothing while an alert is waiting for the
-broker, then events, then telemetry, each class in the order it was written, at most
-WINDOW at a time. A message leaves the store when the broker has acknowledged it.
+power cut may lose the last second, which only alerts must not) and the forwarder thread
+(edge/uplink/forwarder.py) hands them to the uplink in priority order: nothing while an
+alert is waiting for the broker, then events, then telemetry, each class in the order it
+was written, at most WINDOW at a time. A message leaves the store when the broker has
+acknowledged it.
 
-The store is bounded by `outbox.max_messages`. Over the bound, telemetry is thinned to
-one heartbeat per `outbox.telemetry_keep_s` (the hub still sees how the outage went),
+The store is bounded by `backlog.max_messages`. Over the bound, telemetry is thinned to
+one heartbeat per `backlog.telemetry_keep_s` (the hub still sees how the outage went),
 then the oldest heartbeats go; events are never dropped (the bound is exceeded and said
 so in telemetry rather than lose one).
 """
@@ -25,12 +26,8 @@ from enum import IntEnum
 from pathlib import Path
 
 from drivers.storage import open_db
-from edge.call.alarm import Link
-from edge.counters import Counters
 
 log = logging.getLogger(__name__)
-
-WINDOW = 16  # messages handed to the uplink and not yet acknowledged, at most
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -172,81 +169,3 @@ class Backlog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-class Forwarder:
-    """Hands stored messages to the uplink in priority order, WINDOW at a time."""
-
-    def __init__(self, backlog: Backlog, link: Link, alerts_waiting: Callable[[], bool],
-                 counters: Counters) -> None:
-        self.backlog, self.link, self.counters = backlog, link, counters
-        self._alerts_waiting = alerts_waiting
-        self._wake = threading.Condition()
-        self._stop = False
-        self._in_flight: set[int] = set()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
-        self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wake(self) -> None:
-        with self._wake:
-            self._wake.notify()
-
-    def stop(self) -> None:
-        with self._wake:
-            self._stop = True
-            self._wake.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                if not self._stop:
-                    self._wake.wait(timeout=0.5)
-                stopping = self._stop
-            if stopping:
-                return
-            try:
-                self._send_some()
-            except BacklogError as e:
-                self.counters.inc("backlog_errors")
-                log.error("%s", e)
-                time.sleep(1.0)
-
-    def _send_some(self) -> None:
-        if not self.link.connected or self._alerts_waiting():
-            return
-        with self._wake:
-            room = WINDOW - len(self._in_flight)
-            skip = set(self._in_flight)
-        if room <= 0:
-            return
-        for msg in self.backlog.next(room, skip):
-            if self._alerts_waiting():
-                return  # an alert was raised meanwhile: it goes first
-            with self._wake:
-                self._in_flight.add(msg.rowid)
-            self.link.publish(msg.topic, msg.payload, qos=1, on_done=self._on_done(msg))
-
-    def _on_done(self, msg: Queued) -> Callable[[bool, str], None]:
-        return lambda ok, why: self._done(msg, ok, why)
-
-    def _done(self, msg: Queued, ok: bool, why: str) -> None:
-        """On the uplink's network thread: the broker has answered."""
-        if not ok:  # refused (e.g. by the broker's ACL): re-sending would not help
-            self.counters.inc(f"{msg.priority.name.lower()}_refused")
-            log.error("broker refused a %s message on %s: %s", msg.priority.name.lower(),
-                      msg.topic, why)
-        try:
-            self.backlog.done(msg.rowid, msg.priority)
-        except BacklogError as e:  # sent again later: the hub dedupes
-            log.error("%s", e)
-        with self._wake:
-            self._in_flight.discard(msg.rowid)
-            self._wake.notify()

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,11 +24,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from contract.commands import (
     COMMANDS,
-    MAX_CLIP_S,
     MAX_COMMAND_BYTES,
     Check,
     ClipRequest,
-    ClipResult,
     Command,
     CommandId,
     ConfigSet,
@@ -41,19 +38,20 @@ from contract.commands import (
 )
 from contract.topics import NodeTopics
 from edge import clock
-from edge.config.loader import ConfigError, parse_config
 from edge.config.model import NodeConfig
-from edge.config.trial import ConfigTrial, TrialError, changed, sha256_of
 from edge.counters import Counters
 from edge.uplink.client import ReplyTo
+from edge.uplink.clip_requests import ClipRequests
 from edge.uplink.commandlog import CommandLog, CommandLogError
+from edge.uplink.config_change import ConfigChange
 from edge.uplink.firmware import FirmwareDesk
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUED = 8  # clip requests waiting for the exporter; more are refused, not piled up
 MAX_FUTURE_S = 60.0  # a command issued this far ahead of a synchronised clock is refused
 _ID: TypeAdapter[str] = TypeAdapter(CommandId)
+
+Handler = Callable[[Any, ReplyTo], None]
 
 
 class Link(Protocol):
@@ -81,16 +79,21 @@ class CommandDesk:
     ) -> None:
         self.cfg, self.topics, self.link, self.counters = cfg, topics, link, counters
         self.control = control
-        self.config_path = config_path
-        self.trial = ConfigTrial(config_path) if config_path is not None else None
+        self.config_change = ConfigChange(cfg, config_path, self.answer, control.restart)
+        self.clips = ClipRequests(cfg, counters, self.answer, self._reject)
         self.firmware: FirmwareDesk | None = None  # the node plugs in its own
         self._synced = synced
-        self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
-        self._queued = 0
         self._work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commands")
         self._closing = threading.Event()
         self._prefix = topics.cmd("")
+        # What each command does: quick ones answer on the network thread, the rest run on
+        # the command thread, one at a time.
+        self._now: dict[type[Command], Handler] = {ClipRequest: self.clips.request,
+                                                   Reboot: self._reboot_soon}
+        self._later: dict[type[Command], Handler] = {
+            ConfigSet: self.config_change.apply, Selftest: self._selftest,
+            TelemetryInterval: self._telemetry_interval, Reboot: self._reboot,
+            FirmwareUpdate: self._firmware}
         self.log: CommandLog | None
         try:
             self.log = CommandLog(cfg.data_dir / "commands.sqlite")
@@ -173,80 +176,34 @@ class CommandDesk:
 
     def _start(self, name: str, command: Command, reply: ReplyTo) -> None:
         log.info("command %s: %s", name, command.id)
-        if isinstance(command, ClipRequest):
-            self._clip(command, reply)
-            return
-        if isinstance(command, Reboot):
-            self.answer(reply, Response(id=command.id, command=name, status="accepted"))
-        self._work.submit(self._run, name, command, reply)
+        now = self._now.get(type(command))
+        if now is not None:
+            now(command, reply)
+        if type(command) in self._later:
+            self._work.submit(self._run, name, command, reply)
 
     # --- carrying out (command thread) ---
 
     def _run(self, name: str, command: Command, reply: ReplyTo) -> None:
         try:
-            if isinstance(command, ConfigSet):
-                self._config_set(command, reply)
-            elif isinstance(command, Selftest):
-                checks = self.control.selftest()
-                failed = [c.name for c in checks if not c.ok]
-                self.answer(reply, Response(
-                    id=command.id, command=name, status="done", checks=checks,
-                    error=f"{len(failed)} of {len(checks)} checks failed: {', '.join(failed)}"
-                    if failed else ""))
-            elif isinstance(command, TelemetryInterval):
-                self.control.set_heartbeat(command.interval_s, command.for_s)
-                self.answer(reply, Response(id=command.id, command=name, status="done",
-                                            interval_s=command.interval_s))
-            elif isinstance(command, Reboot):
-                self._reboot(command, reply)
-            elif isinstance(command, FirmwareUpdate):
-                self._firmware(command, reply)
+            self._later[type(command)](command, reply)
         except Exception as e:  # a bug in one command must not silence the others
             log.exception("command %s (%s) failed", command.id, name)
             self.answer(reply, Response(id=command.id, command=name, status="failed",
                                         error=f"internal error: {e!r}"))
 
-    def _config_set(self, command: ConfigSet, reply: ReplyTo) -> None:
-        def fail(status: str, why: str) -> None:
-            self.answer(reply, Response(id=command.id, command="config.set",
-                                        status=status, error=why))  # type: ignore[arg-type]
-
-        if self.trial is None or self.config_path is None:
-            fail("rejected", "this node was started without a config file it may rewrite")
-            return
-        try:
-            text = self.config_path.read_text(encoding="utf-8")
-            new_text = changed(text, command.set)
-            new_cfg = parse_config(new_text, source="the changed config")
-        except TrialError as e:
-            fail("rejected", str(e))
-            return
-        except ConfigError as e:
-            fail("rejected", "; ".join(e.problems)[:1000])
-            return
-        except OSError as e:
-            fail("failed", f"cannot read {self.config_path.name}: {e}")
-            return
-        if new_cfg == self.cfg:
-            self.answer(reply, Response(id=command.id, command="config.set", status="done",
-                                        error="no change", config_sha256=sha256_of(
-                                            self.config_path)))
-            return
-        trial_s = command.trial_s or self.cfg.commands.config_trial_s
-        try:
-            sha = self.trial.begin(command.id, new_text, trial_s=trial_s,
-                                   reply_topic=reply.topic, correlation=reply.correlation)
-        except TrialError as e:
-            fail("rejected", str(e))
-            return
-        except OSError as e:
-            fail("failed", f"cannot write the config: {e}")
-            return
+    def _selftest(self, command: Selftest, reply: ReplyTo) -> None:
+        checks = self.control.selftest()
+        failed = [c.name for c in checks if not c.ok]
         self.answer(reply, Response(
-            id=command.id, command="config.set", status="accepted", config_sha256=sha,
-            error=f"restarting with it; the previous config comes back unless the node is "
-            f"healthy and connected within {trial_s:.0f} s"))
-        self.control.restart(f"config change {command.id}")
+            id=command.id, command="selftest", status="done", checks=checks,
+            error=f"{len(failed)} of {len(checks)} checks failed: {', '.join(failed)}"
+            if failed else ""))
+
+    def _telemetry_interval(self, command: TelemetryInterval, reply: ReplyTo) -> None:
+        self.control.set_heartbeat(command.interval_s, command.for_s)
+        self.answer(reply, Response(id=command.id, command="telemetry.interval",
+                                    status="done", interval_s=command.interval_s))
 
     def _firmware(self, command: FirmwareUpdate, reply: ReplyTo) -> None:
         if self.firmware is None:
@@ -258,6 +215,9 @@ class CommandDesk:
             self._reject(reply, command.id, "firmware.update", response.error)
         else:
             self.answer(reply, response)
+
+    def _reboot_soon(self, command: Reboot, reply: ReplyTo) -> None:
+        self.answer(reply, Response(id=command.id, command="reboot", status="accepted"))
 
     def _reboot(self, command: Reboot, reply: ReplyTo) -> None:
         log.warning("reboot asked by the hub (%s) in %.0f s: %s", command.id, command.delay_s,
@@ -278,70 +238,6 @@ class CommandDesk:
         log.error("reboot failed: %s", why)
         self.answer(reply, Response(id=command.id, command="reboot", status="failed",
                                     error=why))
-
-    def _clip(self, request: ClipRequest, reply: ReplyTo) -> None:
-        name = "clip.request"
-        cameras = {c.name for c in self.cfg.cameras}
-        if request.camera not in cameras:
-            self._reject(reply, request.id, name, f"no camera {request.camera!r} on this "
-                         f"node; it has {', '.join(sorted(cameras)) or 'none'}")
-            return
-        if request.end.timestamp() > time.time() + MAX_CLIP_S:
-            self._reject(reply, request.id, name, "the window ends more than an hour from "
-                         "now (by the node's clock); ask when it is over")
-            return
-        if not self.cfg.recording.enabled:
-            self._reject(reply, request.id, name, "recording is disabled on this node")
-            return
-        from edge.record.delivery import ClipJob, deliver  # the child imports the video side
-
-        sync = clock.sync_state()
-
-        job = ClipJob(
-            request_id=request.id, node_id=self.cfg.node.id, camera=request.camera,
-            start=request.start.timestamp(), end=request.end.timestamp(),
-            upload_url=request.upload_url, manifest_url=request.manifest_url,
-            recordings=self.cfg.recording_dir, identity=self.cfg.identity_dir,
-            hold_days=self.cfg.recording.retention_days.alert, resumable=request.resumable,
-            segment_s=self.cfg.recording.segment_s, clock_synced=sync.synced,
-            clock_source=sync.source, clock_offset_s=sync.offset_s,
-        )
-        with self._lock:
-            busy = self._queued >= MAX_QUEUED
-            if not busy:
-                self._queued += 1
-                if self._pool is None:
-                    # Spawned, never forked: the main process has threads. One child per job,
-                    # so no video library stays loaded in an idle process.
-                    self._pool = ProcessPoolExecutor(
-                        max_workers=1, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
-                future = self._pool.submit(deliver, job)
-        if busy:
-            self._reject(reply, request.id, name, f"{MAX_QUEUED} clip requests are already "
-                         "waiting; ask again later")
-            return
-        self.answer(reply, Response(id=request.id, command=name, status="accepted"))
-        future.add_done_callback(lambda f: self._clip_done(request, reply, f))
-
-    def _clip_done(self, request: ClipRequest, reply: ReplyTo,
-                   future: Future[dict[str, Any]]) -> None:
-        with self._lock:
-            self._queued -= 1
-        try:
-            result = future.result()
-        except Exception as e:  # the child died (killed, out of memory): say so
-            result = {"ok": False, "error": f"the export process failed: {e!r}"}
-        name = "clip.request"
-        if result.get("ok"):
-            self.counters.inc("clips_delivered")
-            log.info("clip %s (camera %s) delivered", request.id, request.camera)
-            response = Response(id=request.id, command=name, status="done",
-                                clip=ClipResult.model_validate(result["clip"]))
-        else:
-            self.counters.inc("clips_failed")
-            response = Response(id=request.id, command=name, status="failed",
-                                error=str(result.get("error", "unknown")))
-        self.answer(reply, response)
 
     # --- answering ---
 
@@ -379,10 +275,7 @@ class CommandDesk:
     def close(self) -> None:
         self._closing.set()
         self._work.shutdown(wait=False, cancel_futures=True)
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        self.clips.close()
         if self.log is not None:
             self.log.close()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from contract.commands import FirmwareUpdate, Response
 from contract.pole import FirmwareProgress, FirmwareStats
+from drivers.storage import replace_synced
 from edge import clock
 from edge.uplink.client import ReplyTo
 from firmware import handoff
@@ -157,7 +158,7 @@ class FirmwareDesk:
             cid, "done" if result.status == "done" else "failed", view,
             error=result.error if result.status == "failed" else ""))
         try:
-            os.replace(self.folder / handoff.RESULT, self.folder / handoff.REPORTED)
+            replace_synced(self.folder / handoff.RESULT, self.folder / handoff.REPORTED)
         except OSError as e:  # answered again after a restart; the hub dedupes by id
             log.error("cannot rename %s: %s", self.folder / handoff.RESULT, e)
         self._routes.pop(cid, None)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from contract.ids import uuid7
+from contract.payloads import Event, EventPhase
 from edge.vision.geometry import Size, normalise
 
 if TYPE_CHECKING:  # the node's main process imports this module: no numpy or OpenCV here
@@ -47,6 +48,19 @@ class VisionEvent:
     started_at: datetime
     time: datetime
     snapshot: str | None = None  # "<camera>/<event_id>.jpg" under the snapshot directory
+
+
+def event_payload(ev: VisionEvent, node_id: str, seq: int) -> bytes:
+    """The `poles/<node>/event` message for one event, numbered `seq` by the backlog."""
+    return Event(
+        id=ev.event_id, seq=seq, node=node_id, camera=ev.camera, phase=EventPhase(ev.phase),
+        track=ev.track_id, label=ev.label, score=round(ev.score, 3),
+        box=tuple(round(v, 4) for v in ev.box),  # type: ignore[arg-type]
+        zones=list(ev.zones), entered=list(ev.entered), left=list(ev.left),
+        dwell_s={k: round(v, 1) for k, v in ev.dwell_s.items()},
+        loitering=list(ev.loitering), stationary=ev.stationary,
+        started=ev.started_at, time=ev.time, snapshot=ev.snapshot,
+    ).to_bytes()
 
 
 @dataclass(slots=True)

@@ -6,11 +6,11 @@ counted; it never stops the pipeline."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import cv2
 
+from drivers.storage import write_whole
 from edge.detectors.base import Box, Image
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,7 @@ class SnapshotStore:
         try:
             jpeg = self._encode(image, box, caption)
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.partial")
-            with partial.open("wb") as f:
-                f.write(jpeg)
-            os.replace(partial, target)
+            write_whole(target, jpeg)
         except (OSError, cv2.error, ValueError) as e:
             self.failures += 1
             log.warning("snapshot for camera %s event %s not written to %s: %s",
