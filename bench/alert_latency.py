@@ -36,7 +36,7 @@ from contract.payloads import Ack, Alert
 from contract.topics import NodeTopics
 from devkit.demo.footage import vtest_h264_path
 from devkit.localbroker import LocalBroker
-from drivers.gpio import PinSimulatorClient
+from devkit.simulators.gpio import PinSimulatorClient
 
 NODE = "bench-0001"
 BUTTON, LED = 17, 27

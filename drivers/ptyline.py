@@ -22,14 +22,15 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
+from drivers.lifecycle import Lifecycle
+
 logger = logging.getLogger(__name__)
 
 _READ_SIZE = 4096
-_JOIN_TIMEOUT_S = 5.0
 _ERROR_PAUSE_S = 0.05
 
 
-class PtyLine:
+class PtyLine(Lifecycle):
     """A pty pair with a thread that hands every byte the driver sends to `on_data`.
 
     `on_data` runs in the line's own thread; an exception in it is logged and the line goes on.
@@ -45,6 +46,7 @@ class PtyLine:
         link: str | os.PathLike[str] | None = None,
         name: str = "pty-line",
     ) -> None:
+        super().__init__()
         self._on_data = on_data
         self._link = Path(link) if link is not None else None
         self._lock = threading.Condition()
@@ -54,13 +56,11 @@ class PtyLine:
         self._master: int | None = None
         self._slave: int | None = None
         self._slave_name = ""
-        self._closed = False
         self.dropped_bytes = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self.plug()
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
+        self._thread = self._start_thread(self._serve, name)
 
     @property
     def path(self) -> str:
@@ -113,7 +113,7 @@ class PtyLine:
     def plug(self) -> None:
         """Plug an adapter in: a fresh pty appears at `path` (a no-op if one is plugged)."""
         with self._lock:
-            if self._closed or self._master is not None:
+            if self.closed or self._master is not None:
                 return
             master, slave = os.openpty()
             # Raw before any byte flows: no echo, no CR/LF mapping, so bytes arrive as sent.
@@ -131,24 +131,14 @@ class PtyLine:
                 staging.replace(self._link)
         self._wake()
 
-    def close(self) -> None:
-        """Unplug for good and stop the thread; idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+    def _interrupt(self) -> None:
+        # close(): unplug for good and stop the thread.
         self.unplug()
         self._wake()
-        if self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_TIMEOUT_S)
+
+    def _release(self) -> None:
         os.close(self._wake_r)
         os.close(self._wake_w)
-
-    def __enter__(self) -> PtyLine:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -159,7 +149,7 @@ class PtyLine:
             with self._lock:
                 while self._unplugging:
                     self._lock.wait()
-                if self._closed:
+                if self.closed:
                     return
                 master, generation = self._master, self._generation
                 self._polling = True

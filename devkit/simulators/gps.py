@@ -20,10 +20,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
+from drivers.lifecycle import Lifecycle
 from drivers.ptyline import PtyLine
 
 ZHYTOMYR = (50.2547, 28.6587)
-_JOIN_TIMEOUT_S = 5.0
 
 
 def checksum(body: str) -> int:
@@ -71,7 +71,7 @@ def rmc(utc: datetime, latitude: float, longitude: float, *, fix: bool = True) -
     return sentence(f"GPRMC,{_time(utc)},A,{lat},{ns},{lon},{ew},0.00,0.00,{utc:%d%m%y},,,A")
 
 
-class GpsSimulator:
+class GpsSimulator(Lifecycle):
     """An NMEA talker at `latitude`, `longitude`; the driver opens `path`.
 
     `utc` is the receiver's notion of time: pass a shifted clock to play a node whose own
@@ -93,21 +93,20 @@ class GpsSimulator:
     ) -> None:
         if not rate_hz > 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz!r}")
+        super().__init__()
         self._lock = threading.Lock()
         self._position = (latitude, longitude)
         self._period = 1.0 / rate_hz
         self._utc = utc
         self._rates = (garbage_rate, bad_checksum_rate, partial_rate)
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 (line noise to simulate, not secrets)
         self._fix = True
         self._talking = True
         self._noise: list[bytes] = []
         self._corrupt = self._cut = 0
         self.sentences_sent = self.corrupted = self.cut = self.garbage_bytes = 0
-        self._stop = threading.Event()
         self._line = PtyLine(link=link, name="gps-sim-line")
-        self._thread = threading.Thread(target=self._talk, name="gps-sim", daemon=True)
-        self._thread.start()
+        self._start_thread(self._talk, "gps-sim")
 
     @property
     def path(self) -> str:
@@ -149,19 +148,11 @@ class GpsSimulator:
     def plug(self) -> None:
         self._line.plug()
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(_JOIN_TIMEOUT_S)
+    def _release(self) -> None:
         self._line.close()
 
-    def __enter__(self) -> GpsSimulator:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _talk(self) -> None:
-        while not self._stop.wait(self._period):
+        while not self._stopping.wait(self._period):
             with self._lock:
                 if not self._talking:
                     continue

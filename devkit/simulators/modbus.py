@@ -30,12 +30,12 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers.lifecycle import Lifecycle
 from drivers.ptyline import PtyLine
 
 CLIMATE, UPS = 1, 2
 _HOLDING_CODES = {3, 6, 16, 22, 23}
 _START_TIMEOUT_S = 10.0
-_JOIN_TIMEOUT_S = 5.0
 _WIRE_LOG = 10_000
 
 
@@ -55,7 +55,7 @@ def _int16(value: int) -> int:
     return value & 0xFFFF
 
 
-class SensorBusSimulator:
+class SensorBusSimulator(Lifecycle):
     """Modbus RTU slaves behind a pty; the driver opens `path`.
 
     `registers[device_id]` maps "input" and "holding" to {address: raw 16-bit value}; the
@@ -64,6 +64,7 @@ class SensorBusSimulator:
     """
 
     def __init__(self, *, link: str | None = None, baudrate: int = 9600) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self.registers: dict[int, dict[str, dict[int, int]]] = {
             CLIMATE: {"input": climate_registers(21.5, 48.0), "holding": {}},
@@ -78,10 +79,7 @@ class SensorBusSimulator:
         self._stopped: asyncio.Future[None] | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._serve, args=(baudrate,), name="modbus-sim", daemon=True
-        )
-        self._thread.start()
+        self._start_thread(self._serve, "modbus-sim", baudrate)
         if not self._ready.wait(_START_TIMEOUT_S) or self._error is not None:
             self.close()
             raise RuntimeError(f"Modbus simulator did not start: {self._error!r}")
@@ -120,7 +118,7 @@ class SensorBusSimulator:
     def plug(self) -> None:
         self._driver_side.plug()
 
-    def close(self) -> None:
+    def _interrupt(self) -> None:
         loop, stopped = self._loop, self._stopped
         if loop is not None and stopped is not None and not loop.is_closed():
 
@@ -129,15 +127,10 @@ class SensorBusSimulator:
                     stopped.set_result(None)
 
             loop.call_soon_threadsafe(stop)
-        self._thread.join(_JOIN_TIMEOUT_S)
+
+    def _release(self) -> None:
         self._driver_side.close()
         self._slave_side.close()
-
-    def __enter__(self) -> SensorBusSimulator:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _set(self, device_id: int, kind: str, values: dict[int, int]) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
+from drivers.lifecycle import Lifecycle
 from drivers.ptyline import PtyLine
 from drivers.ptz import pelco_d
 from drivers.ptz.pelco_d import Frame, FrameParser
@@ -61,7 +62,7 @@ class HeadState:
     unsupported: int = 0
 
 
-class SimulatedHead:
+class SimulatedHead(Lifecycle):
     """A Pelco-D head at `address`; the driver opens `path`.
 
     `clock` drives the motion model, so a test can move time by hand and know exactly where
@@ -75,6 +76,7 @@ class SimulatedHead:
         link: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.address = address
         self._clock = clock
         self._lock = threading.Lock()
@@ -124,14 +126,8 @@ class SimulatedHead:
         """A new adapter: a fresh pty at `path` (same path when a link was given)."""
         self._line.plug()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         self._line.close()
-
-    def __enter__(self) -> SimulatedHead:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _on_bytes(self, data: bytes) -> None:
         with self._lock:

@@ -1,5 +1,8 @@
 """GPIO devices on the pole: call button, cabinet inputs, status lamp, relays with their
-thermostat, and the pin backends."""
+thermostat, and the pin backends.
+
+The client that works a node's simulated pins from outside lives in `devkit.simulators.gpio`.
+"""
 
 from drivers.gpio.button import CallButton
 from drivers.gpio.debounce import Debouncer
@@ -7,7 +10,7 @@ from drivers.gpio.factory import make_pin_factory
 from drivers.gpio.inputs import DigitalInput
 from drivers.gpio.led import StatusLed
 from drivers.gpio.relay import Relay
-from drivers.gpio.simulator import PinSimulator, PinSimulatorClient
+from drivers.gpio.simulator import PinSimulator
 from drivers.gpio.thermostat import Thermostat
 
 __all__ = [
@@ -15,7 +18,6 @@ __all__ = [
     "Debouncer",
     "DigitalInput",
     "PinSimulator",
-    "PinSimulatorClient",
     "Relay",
     "StatusLed",
     "Thermostat",

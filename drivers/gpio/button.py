@@ -9,9 +9,10 @@ from gpiozero.pins import Factory
 
 from drivers.gpio.contact import Contact
 from drivers.gpio.debounce import Event, EventKind
+from drivers.lifecycle import Lifecycle
 
 
-class CallButton:
+class CallButton(Lifecycle):
     """The call button a person in distress presses on the pole.
 
     A press is reported on its first closing edge, with no confirmation delay, because the
@@ -38,6 +39,7 @@ class CallButton:
         pin_factory: Factory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.when_pressed: Callable[[], None] | None = None
         self.when_released: Callable[[float], None] | None = None
         self.when_long_pressed: Callable[[], None] | None = None
@@ -70,15 +72,9 @@ class CallButton:
         """The pin as the pin factory names it, e.g. "GPIO17"."""
         return self._contact.pin_name
 
-    def close(self) -> None:
-        """Stop watching the button and release its pin; safe to call more than once."""
+    def _release(self) -> None:
+        # close(): stop watching the button and release its pin.
         self._contact.close()
-
-    def __enter__(self) -> CallButton:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "pressed" if self.is_pressed else "released"

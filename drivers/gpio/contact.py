@@ -19,13 +19,12 @@ from gpiozero import DigitalInputDevice
 from gpiozero.pins import Factory
 
 from drivers.gpio.debounce import Debouncer, Event, EventKind
+from drivers.lifecycle import Lifecycle
 
 logger = logging.getLogger(__name__)
 
-_JOIN_TIMEOUT_S = 5.0
 
-
-class Contact:
+class Contact(Lifecycle):
     """A debounced contact that hands each event to `on_event`.
 
     Edge events (a press) are delivered synchronously in the thread that reported the edge: on
@@ -48,11 +47,11 @@ class Contact:
         pin_factory: Factory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self._label = label
         self._on_event = on_event
         self._clock = clock
         self._cond = threading.Condition()
-        self._closed = False
         self._counts: Counter[EventKind] = Counter()
         self._device, self._inverted = _open_device(pin, pull_up, active_high, pin_factory)
         try:
@@ -69,8 +68,7 @@ class Contact:
         except BaseException:
             self._device.close()
             raise
-        self._thread = threading.Thread(target=self._watch, name=label, daemon=True)
-        self._thread.start()
+        self._start_thread(self._watch, label)
         # An edge between reading the initial level and wiring the callbacks would be lost.
         self._edge(self._level())
 
@@ -90,22 +88,11 @@ class Contact:
         with self._cond:
             return self._counts[kind]
 
-    def close(self) -> None:
-        """Stop watching the pin and release it; safe to call more than once."""
+    def _interrupt(self) -> None:
+        # close(): stop watching the pin and release it, so no edge comes in while it ends.
         with self._cond:
-            if self._closed:
-                return
-            self._closed = True
             self._cond.notify_all()
         self._device.close()
-        if self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_TIMEOUT_S)
-            if self._thread.is_alive():
-                logger.warning(
-                    "%s on %s: thread still busy in a handler after close",
-                    self._label,
-                    self._pin_name,
-                )
 
     def _level(self) -> bool:
         return bool(self._device.is_active) != self._inverted
@@ -118,7 +105,7 @@ class Contact:
 
     def _edge(self, active: bool) -> None:
         with self._cond:
-            if self._closed:
+            if self.closed:
                 return
             # The clock is read under the lock so the debouncer sees times in order.
             events = self._debouncer.feed(active, self._clock())
@@ -135,7 +122,7 @@ class Contact:
             self._deliver(events)
 
     def _wait_for_due_events(self) -> list[Event] | None:
-        while not self._closed:
+        while not self.closed:
             deadline = self._debouncer.next_deadline()
             if deadline is None:
                 self._cond.wait()

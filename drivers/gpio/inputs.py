@@ -21,10 +21,9 @@ from gpiozero.pins import Factory
 
 from drivers.gpio.contact import Contact
 from drivers.gpio.debounce import Event, EventKind
+from drivers.lifecycle import Lifecycle
 
 logger = logging.getLogger(__name__)
-
-_JOIN_TIMEOUT_S = 5.0
 
 
 class FlapVerdict(Enum):
@@ -88,7 +87,7 @@ class FlapLimit:
         return True
 
 
-class DigitalInput:
+class DigitalInput(Lifecycle):
     """A named on/off input whose changes are debounced and reported.
 
     "Active" means the condition the input reports is present: the cabinet door is open, the
@@ -120,13 +119,13 @@ class DigitalInput:
         pin_factory: Factory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.name = name
         self.when_activated: Callable[[], None] | None = None
         self.when_deactivated: Callable[[], None] | None = None
         self.when_flapping: Callable[[bool], None] | None = None
         self._clock = clock
         self._cond = threading.Condition()
-        self._closed = False
         self._flap: FlapLimit | None = None
         if flap_max_changes is not None:
             try:
@@ -145,15 +144,11 @@ class DigitalInput:
             pin_factory=pin_factory,
             clock=clock,
         )
-        self._thread: threading.Thread | None = None
         if self._flap is not None:
             with self._cond:
                 if self._reported_active is None:
                     self._reported_active = self._contact.is_active
-            self._thread = threading.Thread(
-                target=self._watch_quiet, name=f"input-{name}-flap", daemon=True
-            )
-            self._thread.start()
+            self._start_thread(self._watch_quiet, f"input-{name}-flap")
 
     @property
     def is_active(self) -> bool:
@@ -188,28 +183,11 @@ class DigitalInput:
         """The pin as the pin factory names it, e.g. "GPIO22"."""
         return self._contact.pin_name
 
-    def close(self) -> None:
-        """Stop watching the input and release its pin; safe to call more than once."""
+    def _interrupt(self) -> None:
+        # close(): stop watching the input and release its pin, then end the quiet watch.
         self._contact.close()
         with self._cond:
-            if self._closed:
-                return
-            self._closed = True
             self._cond.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_TIMEOUT_S)
-            if self._thread.is_alive():
-                logger.warning(
-                    "input %s on %s: thread still busy in a handler after close",
-                    self.name,
-                    self.pin_name,
-                )
-
-    def __enter__(self) -> DigitalInput:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "active" if self.is_active else "inactive"
@@ -263,7 +241,7 @@ class DigitalInput:
 
     def _wait_for_quiet(self, flap: FlapLimit) -> tuple[bool, bool] | None:
         """Under the lock: wait until flapping ends (see `_settle`); None once closed."""
-        while not self._closed:
+        while not self.closed:
             deadline = flap.quiet_deadline()
             if deadline is None:
                 self._cond.wait()

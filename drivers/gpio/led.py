@@ -10,15 +10,16 @@ from itertools import cycle
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins import Factory
 
+from drivers.lifecycle import Lifecycle
+
 Steps = tuple[tuple[bool, float], ...]
 Show = tuple[str, Steps]
 
 _OFF: Show = ("off", ())
 _ON: Show = ("on", ())
-_JOIN_TIMEOUT_S = 5.0
 
 
-class StatusLed:
+class StatusLed(Lifecycle):
     """A status LED that keeps showing what it was last told, until told something else.
 
     `on()`, `off()`, `blink()` and `pattern()` switch what the lamp shows; a change takes
@@ -31,15 +32,14 @@ class StatusLed:
     def __init__(
         self, pin: int | str, *, active_high: bool = True, pin_factory: Factory | None = None
     ) -> None:
+        super().__init__()
         self._device = DigitalOutputDevice(
             pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
         )
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._show: Show = _OFF
-        self._closed = False
-        self._thread = threading.Thread(target=self._play, name="status-led", daemon=True)
-        self._thread.start()
+        self._start_thread(self._play, "status-led")
 
     @property
     def current(self) -> Show:
@@ -68,29 +68,21 @@ class StatusLed:
         """Repeat `steps`, each (lit, seconds), forever; starts with the first step."""
         self._set(("pattern", _checked_steps(steps)))
 
-    def close(self) -> None:
-        """Switch the lamp off and release its pin; safe to call more than once."""
+    def _interrupt(self) -> None:
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
             self._changed.set()
-        self._thread.join(_JOIN_TIMEOUT_S)
+
+    def _release(self) -> None:
+        # close(): switch the lamp off and release its pin.
         self._device.off()
         self._device.close()
-
-    def __enter__(self) -> StatusLed:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<StatusLed {self.pin_name} {self.current[0]}>"
 
     def _set(self, show: Show) -> None:
         with self._lock:
-            if self._closed:
+            if self.closed:
                 raise RuntimeError(f"status LED on {self.pin_name} is closed")
             if show == self._show:
                 return
@@ -102,7 +94,7 @@ class StatusLed:
     def _play(self) -> None:
         while True:
             with self._lock:
-                if self._closed:
+                if self.closed:
                     return
                 show = self._show
                 self._changed.clear()
@@ -117,7 +109,7 @@ class StatusLed:
         while not self._changed.wait(seconds):
             lit, seconds = next(steps)
             with self._lock:
-                if self._closed or self._show is not show:
+                if self.closed or self._show is not show:
                     return
                 self._device.value = lit
 

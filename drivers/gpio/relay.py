@@ -11,12 +11,12 @@ from collections.abc import Callable
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins import Factory
 
+from drivers.lifecycle import Lifecycle
+
 logger = logging.getLogger(__name__)
 
-_JOIN_TIMEOUT_S = 5.0
 
-
-class Relay:
+class Relay(Lifecycle):
     """A relay that switches a load in the cabinet, off at start-up.
 
     `on()` keeps it on until `off()`; `on(for_s=...)` switches it off by itself after that
@@ -36,6 +36,7 @@ class Relay:
         pin_factory: Factory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.name = name
         self._clock = clock
         self._device = DigitalOutputDevice(
@@ -45,9 +46,7 @@ class Relay:
         self._cond = threading.Condition()
         self._off_at: float | None = None
         self._activations = 0
-        self._closed = False
-        self._thread = threading.Thread(target=self._watch, name=f"relay-{name}", daemon=True)
-        self._thread.start()
+        self._start_thread(self._watch, f"relay-{name}")
 
     @property
     def pin_name(self) -> str:
@@ -82,7 +81,7 @@ class Relay:
                 f"got {for_s!r}"
             )
         with self._cond:
-            if self._closed:
+            if self.closed:
                 raise RuntimeError(f"relay {self.name!r} on {self._pin_name} is closed")
             was_on = bool(self._device.value)
             if for_s is None:
@@ -102,33 +101,24 @@ class Relay:
     def off(self) -> None:
         """Switch off now and forget any timed off; does nothing once closed (it is off)."""
         with self._cond:
-            if self._closed:
+            if self.closed:
                 return
             self._off_at = None
             self._device.off()
             self._cond.notify()
 
-    def close(self) -> None:
-        """Switch off, stop the thread and release the pin; safe to call more than once."""
+    def _interrupt(self) -> None:
+        # close(): switch off, stop the thread, then release the pin.
         with self._cond:
-            if self._closed:
-                return
-            self._closed = True
             self._off_at = None
             self._device.off()
             self._cond.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_TIMEOUT_S)
+
+    def _release(self) -> None:
         self._device.close()
 
-    def __enter__(self) -> Relay:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        if self._closed:
+        if self.closed:
             state = "closed"
         elif not self.is_on:
             state = "off"
@@ -139,7 +129,7 @@ class Relay:
 
     def _watch(self) -> None:
         with self._cond:
-            while not self._closed:
+            while not self.closed:
                 if self._off_at is None:
                     self._cond.wait()
                     continue

@@ -10,6 +10,8 @@ status lamp. The protocol is newline-delimited JSON, one reply per request:
         (a contact bouncing: the levels in turn, gap_s apart, timed here in the server so
         the bounce does not stretch with the socket's round trips)
     anything else                           ->  {"ok": false, "error": "..."}
+
+The client end, for the demo and the tests, is `devkit.simulators.gpio.PinSimulatorClient`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import os
 import selectors
 import socket
 import stat
-import threading
 import time
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory
+
+from drivers.lifecycle import Lifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +44,7 @@ _MAX_CHATTER = 64
 _MAX_GAP_S = 0.1
 
 
-class PinSimulatorError(RuntimeError):
-    """The simulator refused a request; the message is the server's error."""
-
-
-class PinSimulator:
+class PinSimulator(Lifecycle):
     """Serves the pins of `factory` on the unix socket `socket_path` (mode 0600).
 
     Requests are handled one at a time in the server's thread, and a drive runs the device's
@@ -54,6 +53,7 @@ class PinSimulator:
     """
 
     def __init__(self, factory: MockFactory, socket_path: str) -> None:
+        super().__init__()
         self._factory = factory
         self._path = socket_path
         self._listener = _listen(socket_path)
@@ -62,17 +62,13 @@ class PinSimulator:
         self._selector.register(self._listener, selectors.EVENT_READ)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._buffers: dict[socket.socket, bytes] = {}
-        self._closed = False
-        self._thread = threading.Thread(target=self._serve, name="pin-simulator", daemon=True)
-        self._thread.start()
+        self._start_thread(self._serve, "pin-simulator")
 
-    def close(self) -> None:
-        """Stop serving, drop the connections and remove the socket file; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    def _interrupt(self) -> None:
         self._wake_w.send(b"x")
-        self._thread.join()
+
+    def _release(self) -> None:
+        # close(): stop serving, drop the connections and remove the socket file.
         for conn in list(self._buffers):
             conn.close()
         self._selector.close()
@@ -81,14 +77,8 @@ class PinSimulator:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path)
 
-    def __enter__(self) -> PinSimulator:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _serve(self) -> None:
-        while not self._closed:
+        while not self.closed:
             for key, _ in self._selector.select():
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
@@ -247,79 +237,6 @@ def _check_replaceable(path: str) -> None:
         except OSError:
             return
     raise FileExistsError(f"another pin simulator is already serving on {path}")
-
-
-class PinSimulatorClient:
-    """Connects to a `PinSimulator` and works the simulated pole's pins."""
-
-    def __init__(self, socket_path: str, *, timeout_s: float = _REPLY_TIMEOUT_S) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout_s)
-        try:
-            self._sock.connect(socket_path)
-        except OSError:
-            self._sock.close()
-            raise
-        self._pending = b""
-
-    def drive(self, pin: int, level: int) -> None:
-        """Drive input `pin` to `level` (0 or 1), as the wiring would."""
-        self._request({"op": "drive", "pin": pin, "level": level})
-
-    def read(self, pin: int) -> int:
-        """The level (0 or 1) of `pin`, input or output."""
-        level = self._request({"op": "read", "pin": pin})["level"]
-        if not isinstance(level, int):
-            raise PinSimulatorError(f"read of pin {pin} returned {level!r}")
-        return level
-
-    def press(
-        self, pin: int, hold_s: float = 0.05, bounce: bool = False, *, active_low: bool = True
-    ) -> None:
-        """Press the button on `pin`, hold it for `hold_s`, release it.
-
-        With `bounce`, the contact chatters like a real one: a burst of edges back to back
-        before it settles, on press and again on release. `active_low` matches a button
-        that closes to ground (the usual wiring, with a pull-up).
-        """
-        pressed, released = (0, 1) if active_low else (1, 0)
-        self._settle(pin, pressed, released, bounce)
-        time.sleep(hold_s)
-        self._settle(pin, released, pressed, bounce)
-
-    def close(self) -> None:
-        """Disconnect; idempotent."""
-        self._sock.close()
-
-    def __enter__(self) -> PinSimulatorClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _settle(self, pin: int, level: int, other: int, bounce: bool) -> None:
-        if bounce:
-            levels = [level, other, level, other, level]
-            # Back to back: real bounce edges are microseconds apart, and a sleep here is where
-            # a starved process would stretch a bounce past the debounce time.
-            self._request({"op": "chatter", "pin": pin, "levels": levels, "gap_s": 0})
-        else:
-            self.drive(pin, level)
-
-    def _request(self, message: dict[str, Any]) -> dict[str, Any]:
-        self._sock.sendall(_encode(message))
-        while b"\n" not in self._pending:
-            chunk = self._sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("pin simulator closed the connection")
-            self._pending += chunk
-        line, self._pending = self._pending.split(b"\n", 1)
-        reply = json.loads(line)
-        if not isinstance(reply, dict):
-            raise PinSimulatorError(f"unexpected reply {reply!r}")
-        if not reply.get("ok"):
-            raise PinSimulatorError(str(reply.get("error")))
-        return reply
 
 
 def _error(message: str) -> dict[str, Any]:

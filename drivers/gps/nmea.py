@@ -23,11 +23,11 @@ import serial
 
 from drivers.backoff import Backoff
 from drivers.gps.decoder import Fix, NmeaDecoder
+from drivers.lifecycle import Lifecycle
 
 logger = logging.getLogger(__name__)
 
 _READ_TIMEOUT_S = 0.5
-_JOIN_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class GpsStats:
     last_error: str | None
 
 
-class GpsReader:
+class GpsReader(Lifecycle):
     """Reads a GPS receiver on `port` (a device path or pyserial URL) in a daemon thread.
 
     Nothing escapes the thread: a port that cannot be opened or vanishes makes the state
@@ -67,20 +67,19 @@ class GpsReader:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.port = port
         self.baudrate = baudrate
         self._stale_after_s = stale_after_s
         self._clock, self._wall = clock, wall_clock
         self._backoff = Backoff(reconnect_min_s, reconnect_max_s)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._decoder = NmeaDecoder()
         self._serial: Any = None
         self._online = False
         self._disconnects = self._attempts = 0
         self._last_error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="gps-reader", daemon=True)
-        self._thread.start()
+        self._thread = self._start_thread(self._run, "gps-reader")
 
     @property
     def fix(self) -> Fix | None:
@@ -112,23 +111,14 @@ class GpsReader:
         """Whether the reading thread runs (it ends only on `close`)."""
         return self._thread.is_alive()
 
-    def close(self) -> None:
-        """Stop reading and release the port; idempotent."""
-        self._stop.set()
+    def _interrupt(self) -> None:
+        # close(): stop reading; the thread releases the port as it ends.
         with self._lock:
             port = self._serial
         if port is not None:
             # Wakes the thread from its read at once (pyserial's loop:// has no cancel_read).
             with contextlib.suppress(AttributeError, serial.SerialException, OSError):
                 port.cancel_read()
-        if self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_TIMEOUT_S)
-
-    def __enter__(self) -> GpsReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _state_locked(self) -> str:
         if not self._online:
@@ -139,7 +129,7 @@ class GpsReader:
         return "fix" if self._decoder.has_fix else "no_fix"
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 self._read_port()
             except Exception as exc:
@@ -153,7 +143,7 @@ class GpsReader:
                 self._close_port()
                 delay = self._backoff.next()
                 logger.warning("GPS on %s offline (%s); retrying in %.1f s", self.port, exc, delay)
-                self._stop.wait(delay)
+                self._stopping.wait(delay)
         self._close_port()
 
     def _read_port(self) -> None:
@@ -166,7 +156,7 @@ class GpsReader:
             self._serial, self._online = port, True
         self._backoff.reset()
         logger.info("GPS on %s: port open", self.port)
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             data = port.read(max(1, port.in_waiting))
             if data:
                 with self._lock:

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from drivers.backoff import Backoff
+from drivers.lifecycle import Lifecycle
 from drivers.ptz.pelco_d import MAX_PRESET, MIN_PRESET
 
 logger = logging.getLogger(__name__)
-
-_JOIN_TIMEOUT_S = 5.0
 
 
 class PresetHead(Protocol):
@@ -47,7 +46,7 @@ class PatrolState:
     failing: bool = False  # the latest command to the head failed; it is being retried
 
 
-class Patrol:
+class Patrol(Lifecycle):
     """Runs `tour`, a list of (preset, dwell_s), on `head` in its own thread from creation.
 
     An empty tour is a head without a patrol: it stays where it is until an alert moves it,
@@ -71,12 +70,12 @@ class Patrol:
             _check_preset(preset)
             if not math.isfinite(dwell_s) or dwell_s <= 0:
                 raise ValueError(f"dwell for preset {preset} must be > 0 s, got {dwell_s!r}")
+        super().__init__()
         self._head = head
         self._tour = list(tour)
         self._clock = clock
         self._backoff = Backoff(retry_min_s, retry_max_s)
         self._cond = threading.Condition()
-        self._stopping = False
         self._index = 0
         self._current: int | None = None
         self._alert_preset: int | None = None
@@ -86,8 +85,7 @@ class Patrol:
         self._errors = 0
         self._last_error: str | None = None
         self._failing = False
-        self._thread = threading.Thread(target=self._run, name="ptz-patrol", daemon=True)
-        self._thread.start()
+        self._thread = self._start_thread(self._run, "ptz-patrol")
 
     @property
     def state(self) -> PatrolState:
@@ -100,7 +98,7 @@ class Patrol:
                 tours_completed=self._tours_completed,
                 errors=self._errors,
                 last_error=self._last_error,
-                running=self._thread.is_alive() and not self._stopping,
+                running=self._thread.is_alive() and not self.closed,
                 failing=self._failing,
             )
 
@@ -123,18 +121,12 @@ class Patrol:
             self._cond.notify_all()
 
     def stop(self) -> None:
-        """End the patrol (the head stays where it is); idempotent."""
+        """End the patrol (the head stays where it is); idempotent. The same as `close()`."""
+        self.close()
+
+    def _interrupt(self) -> None:
         with self._cond:
-            self._stopping = True
             self._cond.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_TIMEOUT_S)
-
-    def __enter__(self) -> Patrol:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def _run(self) -> None:
         while True:
@@ -154,7 +146,7 @@ class Patrol:
                     continue
                 self._wait_until(self._clock() + self._tour[self._index][1])
                 # An alert cut the dwell short: this stop is visited again after the pause.
-                if self._stopping or self._paused_until is not None:
+                if self.closed or self._paused_until is not None:
                     continue
                 self._index += 1
                 if self._index == len(self._tour):
@@ -165,7 +157,7 @@ class Patrol:
         """(preset, for an alert) to go to next, waiting out a pause; None once stopping.
 
         Called with the lock held."""
-        while not self._stopping:
+        while not self.closed:
             if self._alert_pending and self._alert_preset is not None:
                 return self._alert_preset, True
             if self._paused_until is not None:
@@ -182,7 +174,7 @@ class Patrol:
         return None
 
     def _wait_until(self, deadline: float) -> None:
-        while not self._stopping and not self._alert_pending:
+        while not self.closed and not self._alert_pending:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 return
@@ -200,7 +192,7 @@ class Patrol:
                 self._errors += 1
                 self._last_error = str(exc)
                 self._failing = True
-                if not self._stopping:
+                if not self.closed:
                     self._cond.wait(delay)
             return False
         self._backoff.reset()

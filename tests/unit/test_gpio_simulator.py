@@ -17,15 +17,9 @@ from typing import Any
 import pytest
 from gpiozero import Button
 
-from drivers.gpio import (
-    CallButton,
-    PinSimulator,
-    PinSimulatorClient,
-    StatusLed,
-    make_pin_factory,
-)
-from drivers.gpio.simulator import PinSimulatorError
-from tests.waiting import wait_for
+from devkit.simulators.gpio import PinSimulatorClient, PinSimulatorError
+from drivers.gpio import CallButton, PinSimulator, StatusLed, make_pin_factory
+from tests.support.waiting import wait_for
 
 BUTTON_PIN, LED_PIN = 17, 27
 
@@ -53,6 +47,7 @@ def socket_dir() -> Iterator[str]:
 @pytest.fixture
 def pole(socket_dir: str) -> Iterator[Pole]:
     factory = make_pin_factory("mock")
+    assert factory is not None
     path = os.path.join(socket_dir, "pins.sock")
     with (
         CallButton(BUTTON_PIN, debounce_s=0.02, pin_factory=factory) as button,
