@@ -38,6 +38,7 @@ from contract.payloads import (
     OutboxStats,
     Status,
 )
+from contract.pole import InputStats
 from contract.topics import NodeTopics
 from drivers.backoff import Backoff
 
@@ -208,7 +209,8 @@ class Pole:
                            connected_since=None, refused_connects=self.errors["refused"],
                            refused_publishes=self.errors["refused publish"],
                            refused_subscriptions=self.errors["refused subscription"]),
-            inputs={"tamper": False}, counters={"presses": self._seq},
+            inputs={"tamper": InputStats(active=False, changes=0)},
+            counters={"presses": self._seq},
         ).to_bytes()
 
     def raise_alert(self, phase: str) -> None:
@@ -308,29 +310,37 @@ class Pole:
             if self._inflight.pop(pid, None) is not None and len(body) > 2 and body[2] >= 0x80:
                 self.errors["refused publish"] += 1
         elif ptype == SUBACK:
-            pid = int.from_bytes(body[:2], "big")
-            props, i = _read_varint(body, 2)
-            codes = body[i + props:]
-            if any(c >= 0x80 for c in codes):
-                self.errors["refused subscription"] += 1
-            if pid == self._sub_pid:
-                self.subscribed = True
-                self.links.append((time.monotonic(), True))
+            self._on_suback(body)
         elif ptype == PUBLISH:
-            topic, pid, payload = parse_publish(flags, body)
-            if pid:
-                self._send(_packet(0x40, pid.to_bytes(2, "big")))
-            if topic == self.topics.ack:
-                try:
-                    ack = Ack.model_validate_json(payload)
-                except ValueError:
-                    self.errors["malformed ack"] += 1
-                    return
-                sent = self.alerts.get(ack.alert_id)
-                if sent is not None and sent.ack_rtt is None:
-                    sent.ack_rtt = time.monotonic() - sent.raised
+            self._on_publish(flags, body)
         elif ptype == DISCONNECT:
             raise ProtocolError(f"broker disconnected: reason 0x{body[0] if body else 0:02x}")
+
+    def _on_suback(self, body: bytes) -> None:
+        pid = int.from_bytes(body[:2], "big")
+        props, i = _read_varint(body, 2)
+        codes = body[i + props:]
+        if any(c >= 0x80 for c in codes):
+            self.errors["refused subscription"] += 1
+        if pid == self._sub_pid:
+            self.subscribed = True
+            self.links.append((time.monotonic(), True))
+
+    def _on_publish(self, flags: int, body: bytes) -> None:
+        """A message from the broker: acked if QoS 1; the hub's ack of an alert timed."""
+        topic, pid, payload = parse_publish(flags, body)
+        if pid:
+            self._send(_packet(0x40, pid.to_bytes(2, "big")))
+        if topic != self.topics.ack:
+            return
+        try:
+            ack = Ack.model_validate_json(payload)
+        except ValueError:
+            self.errors["malformed ack"] += 1
+            return
+        sent = self.alerts.get(ack.alert_id)
+        if sent is not None and sent.ack_rtt is None:
+            sent.ack_rtt = time.monotonic() - sent.raised
 
     async def _pings(self) -> None:
         while True:
@@ -340,7 +350,7 @@ class Pole:
 
     async def _beats(self) -> None:
         # Each pole's phase is random: a city's heartbeats do not arrive in one burst.
-        await asyncio.sleep(random.uniform(0, self.heartbeat_s))
+        await asyncio.sleep(random.uniform(0, self.heartbeat_s))  # noqa: S311 (load spread)
         while True:
             if self._writer is not None:
                 self._send(publish_packet(self.topics.telemetry, self.heartbeat(), 0))
@@ -387,6 +397,32 @@ class _Knobs:
     phase: str = ""  # tag of alerts raised from now on
     jitter: bool = True
 
+    def rng(self) -> float:
+        """The reconnect backoff's jitter (a load pattern, not a secret), or none."""
+        return random.random() if self.jitter else fixed_schedule()  # noqa: S311
+
+
+async def _alerts(poles: list[Pole], knobs: _Knobs) -> None:
+    """Alerts from random poles at knobs.alerts_per_s (Poisson; a load, not a secret)."""
+    while True:
+        if knobs.alerts_per_s <= 0:
+            await asyncio.sleep(0.05)
+            continue
+        await asyncio.sleep(random.expovariate(knobs.alerts_per_s))
+        if knobs.alerts_per_s > 0:
+            random.choice(poles).raise_alert(knobs.phase)  # noqa: S311
+
+
+async def _counts(poles: list[Pole], conn: Connection) -> None:
+    """The poles' link and queue counts, and this process's CPU time, every 0.1 s."""
+    while True:
+        cpu = os.times()
+        conn.send(("counts", sum(p.connected for p in poles),
+                   sum(p.subscribed for p in poles),
+                   sum(p.pending for p in poles),
+                   cpu.user + cpu.system))
+        await asyncio.sleep(0.1)
+
 
 def run_poles(spec: PoleProcess, conn: Connection) -> None:
     """Process entry. Commands from the benchmark: ("go",), ("alerts", per_s, phase),
@@ -397,49 +433,26 @@ def run_poles(spec: PoleProcess, conn: Connection) -> None:
 
 async def _serve(spec: PoleProcess, conn: Connection) -> None:
     knobs = _Knobs()
-
-    def rng() -> float:
-        return random.random() if knobs.jitter else fixed_schedule()
-
     poles = [Pole(p, spec.host, spec.port, spec.server_hostname, spec.keepalive_s,
-                  spec.heartbeat_s, Backoff(spec.reconnect_min_s, spec.reconnect_max_s, rng))
+                  spec.heartbeat_s, Backoff(spec.reconnect_min_s, spec.reconnect_max_s,
+                                            knobs.rng))
              for p in spec.poles]
     conn.send(("ready",))
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
     loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
-    tasks: list[asyncio.Task[None]] = []
-
-    async def alerts() -> None:
-        while True:
-            if knobs.alerts_per_s <= 0:
-                await asyncio.sleep(0.05)
-                continue
-            await asyncio.sleep(random.expovariate(knobs.alerts_per_s))
-            if knobs.alerts_per_s > 0:
-                random.choice(poles).raise_alert(knobs.phase)
-
-    async def counts() -> None:
-        while True:
-            cpu = os.times()
-            conn.send(("counts", sum(p.connected for p in poles),
-                       sum(p.subscribed for p in poles),
-                       sum(p.pending for p in poles),
-                       cpu.user + cpu.system))
-            await asyncio.sleep(0.1)
-
-    tasks.append(asyncio.create_task(counts()))
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(_counts(poles, conn))]
     while True:
         cmd = await commands.get()
+        if cmd[0] == "stop":
+            break
         if cmd[0] == "go":
             tasks += [asyncio.create_task(p.run()) for p in poles]
-            tasks.append(asyncio.create_task(alerts()))
+            tasks.append(asyncio.create_task(_alerts(poles, knobs)))
         elif cmd[0] == "alerts":
             knobs.alerts_per_s, knobs.phase = cmd[1], cmd[2]
         elif cmd[0] == "jitter":
             knobs.jitter = bool(cmd[1])
-        elif cmd[0] == "stop":
-            break
     for t in tasks:
         t.cancel()
     for p in poles:

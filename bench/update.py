@@ -60,11 +60,14 @@ from typing import TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "image-build"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from imagebuild import disk, rootfs
 from imagebuild.config import ImageConfig, load
+from report import Row, print_table
 
-from bench.report import Row, print_table
 from firmware import bundle, keys
 from firmware.chunks import ChunkIndex, SlotIndex, zero_digest
 from firmware.install import Installed, Running, install
@@ -294,18 +297,31 @@ def upgrade(tree: Path, deb: Path, old: str, work: Path) -> dict[str, str]:
     info = tree / DPKG / "info"
     old_info = next(n for n in (f"{old}:arm64", old) if (info / f"{n}.list").exists())
     old_list = (info / f"{old_info}.list").read_text().splitlines()
-    keep = set(new_list)
-    for name in sorted(set(old_list) - keep, key=len, reverse=True):
+    remove_unshipped(tree, set(old_list) - set(new_list))
+    for name in new_list[1:]:
+        put(stage / name.lstrip("/"), in_tree(tree, name))
+    package = fields["Package"]
+    new_info = f"{package}:arm64" if fields.get("Multi-Arch") == "same" else package
+    replace_info(info, old_info, new_info, new_list, control)
+    set_status(tree, old, fields)
+    return fields
+
+
+def remove_unshipped(tree: Path, names: set[str]) -> None:
+    """The files (or their .xz) and the folders left empty of `names`, deepest first."""
+    for name in sorted(names, key=len, reverse=True):
         path = in_tree(tree, name)
         for candidate in (path, path.with_name(path.name + ".xz")):  # modules were packed
             if candidate.is_symlink() or candidate.is_file():
                 candidate.unlink()
             elif candidate.is_dir() and not any(candidate.iterdir()):
                 candidate.rmdir()
-    for name in new_list[1:]:
-        put(stage / name.lstrip("/"), in_tree(tree, name))
-    package = fields["Package"]
-    new_info = f"{package}:arm64" if fields.get("Multi-Arch") == "same" else package
+
+
+def replace_info(info: Path, old_info: str, new_info: str, new_list: list[str],
+                 control: Path) -> None:
+    """dpkg's files about the old package (file list, md5sums, scripts) become the new
+    one's, from its control folder."""
     written = {f"{new_info}.list"}
     rewrite(info / f"{new_info}.list", ("\n".join(new_list) + "\n").encode())
     for part in sorted(control.iterdir()):
@@ -316,8 +332,6 @@ def upgrade(tree: Path, deb: Path, old: str, work: Path) -> dict[str, str]:
     for stale in info.glob(f"{old_info}.*"):
         if stale.name not in written:
             stale.unlink()
-    set_status(tree, old, fields)
-    return fields
 
 
 def set_status(tree: Path, old: str, fields: dict[str, str]) -> None:
@@ -528,7 +542,42 @@ def work_folder(given: Path | None, keep: bool) -> Iterator[Path]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def main() -> int:
+@dataclass
+class Bench:
+    """What the steps of one run share: the work folder, the image pipeline, how many
+    installs of each kind, how long each timed step took, and what each case measured."""
+
+    work: Path
+    config: ImageConfig
+    pipeline: Pipeline
+    runs: int
+    steps: dict[str, float] = field(default_factory=dict)
+    planned: dict[str, dict[int, tuple[int, int, int]]] = field(default_factory=dict)
+    measured: dict[str, int] = field(default_factory=dict)  # bytes downloaded, adaptive
+    bundles: dict[str, int] = field(default_factory=dict)  # bytes of the whole bundle
+
+    def timed(self, name: str, run: Callable[[], T]) -> T:
+        began = time.monotonic()
+        out = run()
+        self.steps[name] = time.monotonic() - began
+        print(f"  {name}: {self.steps[name]:.1f} s", file=sys.stderr, flush=True)
+        return out
+
+
+@dataclass(frozen=True)
+class ReleaseA:
+    """Release A made again from root A: its slot image and what reads it, and the key the
+    next releases are signed with."""
+
+    base: Release
+    image: Path
+    size: int
+    key: Ed25519PrivateKey
+    running: Running
+    old_digests: dict[int, set[bytes]]
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", type=Path, default=None,
@@ -539,167 +588,192 @@ def main() -> int:
     parser.add_argument("--cases", default="abc", help="which of a, b, c to run")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--markdown", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     img = args.image or newest_image()
     if img is None or not img.exists():
         raise SystemExit("no card image in build/image/: run `make image` first")
     if os.geteuid() != 0:
         raise SystemExit("run as root: root A is read through a loop mount, (c) uses chroot")
     config = load(CONFIG)
-    pipeline = Pipeline(config)
-    steps: dict[str, float] = {}
-
-    def timed(name: str, run: Callable[[], T]) -> T:
-        began = time.monotonic()
-        out = run()
-        steps[name] = time.monotonic() - began
-        print(f"  {name}: {steps[name]:.1f} s", file=sys.stderr, flush=True)
-        return out
-
     with work_folder(args.work, args.keep) as work:
+        run = Bench(work, config, Pipeline(config), args.runs)
         card_root = disk.cut_partition(img, 1, work / "card-root-a.ext4")
         tree = work / "tree"
         how = copy_tree(card_root, tree, work)
-        base = release_of(tree)
-        epoch = base.build
-        a_image = pipeline.make(tree, work / "running-release-A.ext4", epoch)
-        size = a_image.stat().st_size
-        same = sha256_of(a_image, size) == sha256_of(card_root, size)
-        key = keys.generate(work / "keys" / "release.pem")
-        trusted = [key.public_key()]
-        running_index: dict[int, SlotIndex] = {}
-
-        def scan() -> None:
-            running_index[CHUNK_SIZE] = SlotIndex.scan(a_image, label=base.label(),
-                                                       chunk_size=CHUNK_SIZE)
-
-        timed("running slot index (scan of release A)", scan)
-        running = Running(a_image, lambda chunk: running_index[chunk])
+        a = release_a(run, tree)
+        same = sha256_of(a.image, a.size) == sha256_of(card_root, a.size)
         apt = Apt(work / "apt") if set(args.cases) & {"b", "c"} else None
-        major, minor, patch = (int(p) for p in [*base.version.split("."), "0", "0"][:3])
         cases: list[Case] = []
         for letter in "abc":
-            if letter not in args.cases:
-                continue
-            version = f"{major}.{minor}.{patch + len(cases) + 1}"
-            new_epoch = epoch + DAY * (len(cases) + 1)
-            case = Case(letter, version, new_epoch, "")
-            case_tree = work / f"tree-{letter}"
-            subprocess.run(["cp", "-a", str(tree), str(case_tree)], check=True)
-            if letter == "a":
-                case.change = change_module(case_tree, str(config.python.venv),
-                                            config.python.version)
-            elif letter == "b":
-                assert apt is not None
-                package, suite = LIBRARY
-                old = installed_version(case_tree, package)
-                version_b = apt.version_in(package, suite)
-                upgrade(case_tree, apt.download(package, version_b), package, work)
-                case.change = f"{package} {old} → {version_b} ({suite})"
-            else:
-                assert apt is not None
-                case.change, case.notes = change_kernel(case_tree, apt, work, new_epoch)
-            set_release(case_tree, version, new_epoch)
-            case.image = work / f"next-{letter}.ext4"
-            timed(f"({letter}) make_ext4",
-                  functools.partial(pipeline.make, case_tree, case.image, new_epoch))
-            if letter == "a":  # the same change at release A's epoch: what the epoch costs
-                set_release(case_tree, version, epoch)
-                pipeline.make(case_tree, work / "next-a-same-epoch.ext4", epoch)
-            shutil.rmtree(case_tree)
-            cases.append(case)
+            if letter in args.cases:
+                cases.append(next_release(run, letter, len(cases) + 1, tree, a.base, apt))
         shutil.rmtree(tree)
 
         rows: list[Row] = [
             Row("release A (make_ext4 of root A's tree)",
                 "= root A on the card" if same else "differs from root A on the card",
-                f"tree copied by {how}; {size // MIB} MiB slot"),
+                f"tree copied by {how}; {a.size // MIB} MiB slot"),
             Row("running slot index (scan, once per release)",
-                f"{steps['running slot index (scan of release A)']:.1f} s",
-                f"{size // CHUNK_SIZE} chunks of {CHUNK_SIZE // KIB} KiB"),
+                f"{run.steps['running slot index (scan of release A)']:.1f} s",
+                f"{a.size // CHUNK_SIZE} chunks of {CHUNK_SIZE // KIB} KiB"),
         ]
-        old_digests: dict[int, set[bytes]] = {
-            chunk: set(chunk_digests(a_image, size, chunk)) for chunk in PLAN_SIZES}
-        planned: dict[str, dict[int, tuple[int, int, int]]] = {}
-        measured: dict[str, int] = {}
-        bundles: dict[str, int] = {}
-        targets = {"a": 2.0, "b": 10.0}
         for case in cases:
-            assert case.image is not None
-            name = f"({case.name})"
-            case.bundle = work / f"next-{case.name}.scfw"
-            timed(f"{name} bundle.make", functools.partial(
-                bundle.make, case.image, case.bundle, key=key, version=case.version,
-                build=case.epoch, commit="bench", boards=list(config.boards)))
-            whole = case.bundle.stat().st_size
-            runs = installs(case.bundle, work / "slot-b", size, trusted, base, running,
-                            args.runs)
-            assert runs.full is not None and runs.adaptive is not None
-            tally = runs.adaptive.tally
-            measured[case.name] = tally.downloaded
-            bundles[case.name] = whole
-            fetched = tally.total - tally.reused - tally.zeroed
-            exact = all(runs.exact)
-            target = targets.get(case.name)
-            rows += [
-                Row(f"{name} {case.change}", mb(whole) + " bundle",
-                    f"full install reads {mb(runs.full.tally.downloaded)}"
-                    + ("; " + "; ".join(case.notes) if case.notes else "")),
-                Row(f"{name} downloaded, adaptive", mb(tally.downloaded),
-                    f"full: {mb(runs.full.tally.downloaded)}",
-                    pct(tally.downloaded, runs.full.tally.downloaded),
-                    f"≤ {target:g} %" if target else ""),
-                Row(f"{name} install time, adaptive", f"{med(runs.adaptive_s):.1f} s",
-                    f"full: {med(runs.full_s):.1f} s (medians of {args.runs})",
-                    f"{med(runs.adaptive_s) / med(runs.full_s):.2f}×"),
-                Row(f"{name} image bytes: reused / zeroed / fetched",
-                    f"{mb(tally.reused)} / {mb(tally.zeroed)} / {mb(fetched)}",
-                    f"slot = image SHA-256: {'yes' if exact else 'NO'} "
-                    f"({len(runs.exact)} installs)"),
-            ]
-            for row in rows[-4:]:
-                print(f"  {row}", file=sys.stderr, flush=True)
-            if case.name in "ab":
-                with case.bundle.open("rb") as f:
-                    head = bundle.read_head(f).length
-                planned[case.name] = plan(case.image, old_digests, PLAN_SIZES, head)
-            if case.name == "a":
-                plain = work / "next-a-none.scfw"
-                bundle.make(case.image, plain, key=key, version=case.version,
-                            build=case.epoch,
-                            commit="bench", boards=list(config.boards), compression="none")
-                rows.append(Row("(a) full bundle, compression none", mb(plain.stat().st_size),
-                                f"zlib: {mb(whole)}", f"{whole / plain.stat().st_size:.2f}"))
-                plain.unlink()
-                same_epoch = plan(work / "next-a-same-epoch.ext4", old_digests,
-                                  [CHUNK_SIZE], head)[CHUNK_SIZE]
-                rows.append(Row("(a) planned download if the epoch stayed the same",
-                                mb(same_epoch[1]), f"{same_epoch[0]} chunks to fetch",
-                                pct(same_epoch[1], whole)))
-            case.bundle.unlink()
-            case.image.unlink()
+            rows += measure_case(run, case, a)
 
-    print(f"image {img.name}, root A {size // MIB} MiB, {os.cpu_count()} cores; "
-          f"release A {base.label()}; next releases one day later (epoch +{DAY} s each)")
+    print(f"image {img.name}, root A {a.size // MIB} MiB, {os.cpu_count()} cores; "
+          f"release A {a.base.label()}; next releases one day later (epoch +{DAY} s each)")
     print_table(rows, args.markdown)
-    if planned:
+    if run.planned:
         print()
-        head_row = ["chunk size"]
-        for name in planned:
-            head_row += [f"({name}) chunks to fetch", f"({name}) download",
-                         f"({name}) of its 4 KiB bundle", f"({name}) index"]
-        grid = []
-        for chunk in PLAN_SIZES:
-            label = f"{chunk // KIB} KiB" if chunk < MIB else f"{chunk // MIB} MiB"
-            cells = [label]
-            for name, found in planned.items():
-                fetch, total, index_size = found[chunk]
-                extra = f" (measured {mb(measured[name])})" if chunk == CHUNK_SIZE else ""
-                cells += [str(fetch), mb(total) + extra, pct(total, bundles[name]),
-                          mb(index_size)]
-            grid.append(cells)
-        print_grid(head_row, grid, args.markdown)
+        print_plans(run, args.markdown)
     return 0
+
+
+def release_a(run: Bench, tree: Path) -> ReleaseA:
+    """Root A's tree made again into a slot image as the pipeline makes it, indexed as the
+    running slot, and a new release key."""
+    base = release_of(tree)
+    image = run.pipeline.make(tree, run.work / "running-release-A.ext4", base.build)
+    size = image.stat().st_size
+    key = keys.generate(run.work / "keys" / "release.pem")
+    running_index: dict[int, SlotIndex] = {}
+
+    def scan() -> None:
+        running_index[CHUNK_SIZE] = SlotIndex.scan(image, label=base.label(),
+                                                   chunk_size=CHUNK_SIZE)
+
+    run.timed("running slot index (scan of release A)", scan)
+    running = Running(image, lambda chunk: running_index[chunk])
+    old_digests = {chunk: set(chunk_digests(image, size, chunk)) for chunk in PLAN_SIZES}
+    return ReleaseA(base, image, size, key, running, old_digests)
+
+
+def next_release(run: Bench, letter: str, n: int, tree: Path, base: Release,
+                 apt: Apt | None) -> Case:
+    """The n-th next release, one day after the one before: release A's tree with case
+    `letter`'s change, made into a slot image."""
+    major, minor, patch = (int(p) for p in [*base.version.split("."), "0", "0"][:3])
+    version = f"{major}.{minor}.{patch + n}"
+    epoch = base.build
+    new_epoch = epoch + DAY * n
+    case = Case(letter, version, new_epoch, "")
+    case_tree = run.work / f"tree-{letter}"
+    subprocess.run(["cp", "-a", str(tree), str(case_tree)], check=True)
+    if letter == "a":
+        case.change = change_module(case_tree, str(run.config.python.venv),
+                                    run.config.python.version)
+    elif letter == "b":
+        assert apt is not None
+        package, suite = LIBRARY
+        old = installed_version(case_tree, package)
+        version_b = apt.version_in(package, suite)
+        upgrade(case_tree, apt.download(package, version_b), package, run.work)
+        case.change = f"{package} {old} → {version_b} ({suite})"
+    else:
+        assert apt is not None
+        case.change, case.notes = change_kernel(case_tree, apt, run.work, new_epoch)
+    set_release(case_tree, version, new_epoch)
+    case.image = run.work / f"next-{letter}.ext4"
+    run.timed(f"({letter}) make_ext4",
+              functools.partial(run.pipeline.make, case_tree, case.image, new_epoch))
+    if letter == "a":  # the same change at release A's epoch: what the epoch costs
+        set_release(case_tree, version, epoch)
+        run.pipeline.make(case_tree, run.work / "next-a-same-epoch.ext4", epoch)
+    shutil.rmtree(case_tree)
+    return case
+
+
+TARGETS = {"a": 2.0, "b": 10.0}  # % of the full download an adaptive install may take
+
+
+def measure_case(run: Bench, case: Case, a: ReleaseA) -> list[Row]:
+    """Bundle the case's release, install it full and adaptive (run.runs times each), and
+    plan its download at other chunk sizes; its rows of the table."""
+    assert case.image is not None
+    name = f"({case.name})"
+    case.bundle = run.work / f"next-{case.name}.scfw"
+    run.timed(f"{name} bundle.make", functools.partial(
+        bundle.make, case.image, case.bundle, key=a.key, version=case.version,
+        build=case.epoch, commit="bench", boards=list(run.config.boards)))
+    whole = case.bundle.stat().st_size
+    runs = installs(case.bundle, run.work / "slot-b", a.size, [a.key.public_key()], a.base,
+                    a.running, run.runs)
+    assert runs.full is not None and runs.adaptive is not None
+    tally = runs.adaptive.tally
+    run.measured[case.name] = tally.downloaded
+    run.bundles[case.name] = whole
+    fetched = tally.total - tally.reused - tally.zeroed
+    exact = all(runs.exact)
+    target = TARGETS.get(case.name)
+    rows = [
+        Row(f"{name} {case.change}", mb(whole) + " bundle",
+            f"full install reads {mb(runs.full.tally.downloaded)}"
+            + ("; " + "; ".join(case.notes) if case.notes else "")),
+        Row(f"{name} downloaded, adaptive", mb(tally.downloaded),
+            f"full: {mb(runs.full.tally.downloaded)}",
+            pct(tally.downloaded, runs.full.tally.downloaded),
+            f"≤ {target:g} %" if target else ""),
+        Row(f"{name} install time, adaptive", f"{med(runs.adaptive_s):.1f} s",
+            f"full: {med(runs.full_s):.1f} s (medians of {run.runs})",
+            f"{med(runs.adaptive_s) / med(runs.full_s):.2f}×"),
+        Row(f"{name} image bytes: reused / zeroed / fetched",
+            f"{mb(tally.reused)} / {mb(tally.zeroed)} / {mb(fetched)}",
+            f"slot = image SHA-256: {'yes' if exact else 'NO'} "
+            f"({len(runs.exact)} installs)"),
+    ]
+    for row in rows:
+        print(f"  {row}", file=sys.stderr, flush=True)
+    if case.name in "ab":
+        with case.bundle.open("rb") as f:
+            head = bundle.read_head(f).length
+        run.planned[case.name] = plan(case.image, a.old_digests, PLAN_SIZES, head)
+        if case.name == "a":
+            rows += epoch_and_compression_rows(run, case, a, whole, head)
+    case.bundle.unlink()
+    case.image.unlink()
+    return rows
+
+
+def epoch_and_compression_rows(run: Bench, case: Case, a: ReleaseA, whole: int,
+                               head: int) -> list[Row]:
+    """Case (a) again: its full bundle without compression, and its planned download had
+    the epoch stayed release A's."""
+    assert case.image is not None
+    plain = run.work / "next-a-none.scfw"
+    bundle.make(case.image, plain, key=a.key, version=case.version, build=case.epoch,
+                commit="bench", boards=list(run.config.boards), compression="none")
+    rows = [Row("(a) full bundle, compression none", mb(plain.stat().st_size),
+                f"zlib: {mb(whole)}", f"{whole / plain.stat().st_size:.2f}")]
+    plain.unlink()
+    same_epoch = plan(run.work / "next-a-same-epoch.ext4", a.old_digests,
+                      [CHUNK_SIZE], head)[CHUNK_SIZE]
+    rows.append(Row("(a) planned download if the epoch stayed the same",
+                    mb(same_epoch[1]), f"{same_epoch[0]} chunks to fetch",
+                    pct(same_epoch[1], whole)))
+    return rows
+
+
+def print_plans(run: Bench, markdown: bool) -> None:
+    """The planned downloads of cases (a) and (b) at each chunk size, as a grid."""
+    head_row = ["chunk size"]
+    for name in run.planned:
+        head_row += [f"({name}) chunks to fetch", f"({name}) download",
+                     f"({name}) of its 4 KiB bundle", f"({name}) index"]
+    grid = []
+    for chunk in PLAN_SIZES:
+        label = f"{chunk // KIB} KiB" if chunk < MIB else f"{chunk // MIB} MiB"
+        cells = [label]
+        for name, found in run.planned.items():
+            fetch, total, index_size = found[chunk]
+            extra = f" (measured {mb(run.measured[name])})" if chunk == CHUNK_SIZE else ""
+            cells += [str(fetch), mb(total) + extra, pct(total, run.bundles[name]),
+                      mb(index_size)]
+        grid.append(cells)
+    print_grid(head_row, grid, markdown)
 
 
 if __name__ == "__main__":

@@ -86,30 +86,40 @@ class HttpStream(io.RawIOBase):
             raise ValueError(f"read from the closed download of {self.shown}")
         if size < 0:
             return self.readall()
-        while size:
-            if self._total is not None and self._offset >= self._total:
-                return b""
-            if self._end is not None:
-                if self._offset >= self._end:
-                    return b""
-                size = min(size, self._end - self._offset)
-            try:
-                assert self._response is not None
-                data = self._response.read(size)
-            except (OSError, http.client.HTTPException) as e:
-                cause: BaseException | str = e
-            else:
-                if data:
-                    self._offset += len(data)
-                    self.transferred += len(data)
-                    self._failures = 0
-                    self._backoff.reset()
-                    return data
-                if self._total is None:
-                    return b""  # no length given: the end of the body is the end
-                cause = f"the connection closed at byte {self._offset} of {self._total}"
+        while size := self._room(size):
+            data, cause = self._read_some(size)
+            if data is not None:
+                return data
             self._connect(cause)
         return b""
+
+    def _room(self, size: int) -> int:
+        """How many of `size` bytes may be read still: 0 at the end of the body or span."""
+        if self._total is not None and self._offset >= self._total:
+            return 0
+        if self._end is not None:
+            return max(0, min(size, self._end - self._offset))
+        return size
+
+    def _read_some(self, size: int) -> tuple[bytes, None] | tuple[None, BaseException | str]:
+        """Up to `size` bytes of the open answer (b"" at the end of a body of unknown
+        length), or why none came and the connection must be made again."""
+        response = self._response
+        if response is None:  # only close() clears it, and read() refuses once closed
+            raise ValueError(f"read from the closed download of {self.shown}")
+        try:
+            data = response.read(size)
+        except (OSError, http.client.HTTPException) as e:
+            return None, e
+        if data:
+            self._offset += len(data)
+            self.transferred += len(data)
+            self._failures = 0
+            self._backoff.reset()
+            return data, None
+        if self._total is None:
+            return b"", None  # no length given: the end of the body is the end
+        return None, f"the connection closed at byte {self._offset} of {self._total}"
 
     def readall(self) -> bytes:
         parts = []
@@ -153,29 +163,7 @@ class HttpStream(io.RawIOBase):
             return
 
     def _open(self) -> http.client.HTTPResponse:
-        headers = {"Accept-Encoding": "identity"}
-        if self._end is not None:
-            headers["Range"] = f"bytes={self._offset}-{self._end - 1}"
-        elif self._offset:
-            headers["Range"] = f"bytes={self._offset}-"
-        request = urllib.request.Request(self.url, headers=headers)
-        try:
-            response = urllib.request.urlopen(request, timeout=self.timeout_s,
-                                              context=self._context)
-        except urllib.error.HTTPError as e:
-            e.close()
-            if 400 <= e.code < 500 and e.code not in (408, 429):
-                raise DownloadError(f"download of {self.shown} failed: HTTP {e.code} {e.reason}"
-                                    f" at byte {self._offset}{self._of()}", status=e.code,
-                                    received=self._offset) from e
-            raise
-        except urllib.error.URLError as e:
-            if isinstance(e.reason, ssl.SSLCertVerificationError):  # no retry will change it
-                raise DownloadError(f"download of {self.shown} failed: the server's certificate "
-                                    f"is not trusted ({e.reason.verify_message}); check ca_file",
-                                    status=None, received=self._offset) from e
-            raise
-        assert isinstance(response, http.client.HTTPResponse)
+        response = self._request()
         start, total = self._span(response)
         if self._total is not None and total is not None and total != self._total:
             response.close()
@@ -192,6 +180,45 @@ class HttpStream(io.RawIOBase):
                                 f"{self._offset} with bytes from {start}; the server or a "
                                 "proxy on the way is broken", status=response.status,
                                 received=self._offset)
+        self._skip(response, skip)
+        return response
+
+    def _request(self) -> http.client.HTTPResponse:
+        """GET the body from the current offset (to the span's end); the answer, its body
+        unread. Errors no retry can mend are DownloadError."""
+        headers = {"Accept-Encoding": "identity"}
+        if self._end is not None:
+            headers["Range"] = f"bytes={self._offset}-{self._end - 1}"
+        elif self._offset:
+            headers["Range"] = f"bytes={self._offset}-"
+        # S310: __init__ refused every scheme but http and https
+        request = urllib.request.Request(self.url, headers=headers)  # noqa: S310
+        try:
+            response = urllib.request.urlopen(request, timeout=self.timeout_s,  # noqa: S310
+                                              context=self._context)
+        except urllib.error.HTTPError as e:
+            e.close()
+            if 400 <= e.code < 500 and e.code not in (408, 429):
+                raise DownloadError(f"download of {self.shown} failed: HTTP {e.code} {e.reason}"
+                                    f" at byte {self._offset}{self._of()}", status=e.code,
+                                    received=self._offset) from e
+            raise
+        except urllib.error.URLError as e:
+            if isinstance(e.reason, ssl.SSLCertVerificationError):  # no retry will change it
+                raise DownloadError(f"download of {self.shown} failed: the server's certificate "
+                                    f"is not trusted ({e.reason.verify_message}); check ca_file",
+                                    status=None, received=self._offset) from e
+            raise
+        if not isinstance(response, http.client.HTTPResponse):
+            # urllib follows a redirect to ftp:// too; an update comes over http(s) only
+            response.close()
+            raise DownloadError(f"download of {self.shown} failed: redirected to "
+                                f"{urlsplit(response.geturl()).scheme}://, not http(s)",
+                                status=None, received=self._offset)
+        return response
+
+    def _skip(self, response: http.client.HTTPResponse, skip: int) -> None:
+        """Read and drop the first `skip` bytes of the answer: ones already read before."""
         while skip:
             data = response.read(min(skip, _SKIP))
             if not data:
@@ -199,7 +226,6 @@ class HttpStream(io.RawIOBase):
                 raise http.client.IncompleteRead(b"", skip)
             skip -= len(data)
             self.transferred += len(data)
-        return response
 
     def _span(self, response: http.client.HTTPResponse) -> tuple[int, int | None]:
         """Where the answer's body starts in the whole, and the whole's size when known."""

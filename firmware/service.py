@@ -30,9 +30,9 @@ from firmware.bootctl import BootControl, BootControlError, Slot
 from firmware.bundle import Reader, Refused
 from firmware.chunks import SlotIndex
 from firmware.http import DownloadError, HttpSource, HttpStream
-from firmware.install import Running, Tally, install
+from firmware.install import Installed, Running, Tally, install
 from firmware.keys import TRUSTED_DIR, ReleaseKeyError, load_trusted
-from firmware.release import RELEASE_FILE, board, installed
+from firmware.release import RELEASE_FILE, Release, board, installed
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ class Node:
 
 
 def _run(argv: list[str]) -> None:
-    subprocess.run(argv, check=True, timeout=120)
+    # S603: argv is the boot control's fixed reboot command (reboot_argv), no shell
+    subprocess.run(argv, check=True, timeout=120)  # noqa: S603
 
 
 class _Pinned:
@@ -102,116 +103,165 @@ def _running_index(node: Node, slot: Slot, label: str, chunk_size: int) -> SlotI
     return made
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One request.json being carried out: the request, which attempt at it this is, and how
+    its progress is told to the node."""
+
+    node: Node
+    req: handoff.Request
+    attempt: int
+
+    @property
+    def cid(self) -> str:
+        return self.req.reply.id
+
+    def report(self, stage: handoff.Stage, **kw: object) -> None:
+        handoff.write(self.node.state, handoff.PROGRESS,
+                      handoff.Progress(id=self.cid, stage=stage, attempt=self.attempt, **kw))  # type: ignore[arg-type]
+
+    def finish(self, stage: handoff.Stage, **kw: object) -> str:
+        """Report the stage the request ended in, and drop the request."""
+        self.report(stage, **kw)
+        handoff.remove(self.node.state, handoff.REQUEST)
+        log.warning("update %s %s: %s", self.cid, stage, kw.get("error", ""))
+        return stage
+
+
 def install_request(node: Node, boot: BootControl) -> str:
     """Carry out request.json if there is one; returns the stage it ended in ('' if none)."""
     req = handoff.read(node.state, handoff.REQUEST, handoff.Request)
     if req is None:
         handoff.remove(node.state, handoff.REQUEST)  # unreadable: nothing can be answered
         return ""
-    cid = req.reply.id
     last = handoff.read(node.state, handoff.PROGRESS, handoff.Progress)
-    attempt = last.attempt + 1 if last is not None and last.id == cid else 1
-
-    def report(stage: handoff.Stage, **kw: object) -> None:
-        handoff.write(node.state, handoff.PROGRESS,
-                      handoff.Progress(id=cid, stage=stage, attempt=attempt, **kw))  # type: ignore[arg-type]
-
-    def finish(stage: handoff.Stage, **kw: object) -> str:
-        report(stage, **kw)
-        handoff.remove(node.state, handoff.REQUEST)
-        log.warning("update %s %s: %s", cid, stage, kw.get("error", ""))
-        return stage
-
-    if last is not None and last.id == cid and last.stage in ("refused", "failed", "installed",
-                                                                 "rebooting"):
-        handoff.remove(node.state, handoff.REQUEST)  # finished before a crash removed it
-        return last.stage
-    if attempt > MAX_ATTEMPTS:
-        return finish("failed", error=f"the install was cut short {MAX_ATTEMPTS} times "
-                      "(power or crash); ask again once the pole is stable")
+    if last is not None and last.id == req.reply.id:
+        if last.stage in ("refused", "failed", "installed", "rebooting"):
+            handoff.remove(node.state, handoff.REQUEST)  # finished before a crash removed it
+            return last.stage
+        job = _Job(node, req, last.attempt + 1)
+    else:
+        job = _Job(node, req, 1)
+    if job.attempt > MAX_ATTEMPTS:
+        return job.finish("failed", error=f"the install was cut short {MAX_ATTEMPTS} times "
+                          "(power or crash); ask again once the pole is stable")
     try:
         state = boot.state()
     except BootControlError as e:
-        return finish("failed", error=f"cannot read the boot state: {e}")
-    pending = handoff.read(node.state, handoff.PENDING, handoff.Pending)
-    if pending is not None and pending.reply.id == cid and state.trial is not None \
-            and state.trial.value == pending.slot:
-        # armed before a power cut cut the rest short: the trial is this request's
-        handoff.remove(node.state, handoff.REQUEST)
-        return "rebooting"
+        return job.finish("failed", error=f"cannot read the boot state: {e}")
     if state.trial is not None:
-        return finish("refused", reason="busy", error=f"slot {state.trial} is on trial; an "
-                      "update can come once it has been committed or rolled back")
-    slot = state.booted.other
-    device = node.slot_device(slot)
+        return _on_trial(job, state.trial)
     running = installed(node.release)
-    report("downloading", slot=slot.value)
+    done = _install(job, state.booted, running)
+    if isinstance(done, str):
+        return done
+    return _arm(job, boot, state.booted, running, done)
+
+
+def _on_trial(job: _Job, trial: Slot) -> str:
+    """A request met with a slot on trial: this request's, armed before a power cut cut the
+    rest short, or another update's, which must end first."""
+    pending = handoff.read(job.node.state, handoff.PENDING, handoff.Pending)
+    if pending is not None and pending.reply.id == job.cid and trial.value == pending.slot:
+        handoff.remove(job.node.state, handoff.REQUEST)
+        return "rebooting"
+    return job.finish("refused", reason="busy", error=f"slot {trial} is on trial; an "
+                      "update can come once it has been committed or rolled back")
+
+
+def _progress(job: _Job, slot: Slot) -> Callable[[Tally], None]:
+    """The install's progress callback: told to the node at most once a second, and at
+    the end."""
     last_report = [0.0]
 
     def progress(tally: Tally) -> None:
         now = time.monotonic()
         if now - last_report[0] >= 1.0 or tally.done == tally.total:
             last_report[0] = now
-            report("downloading", bytes=tally.done, total=tally.total, slot=slot.value,
-                   downloaded=tally.downloaded, reused=tally.reused)
+            job.report("downloading", bytes=tally.done, total=tally.total, slot=slot.value,
+                       downloaded=tally.downloaded, reused=tally.reused)
 
+    return progress
+
+
+def _install(job: _Job, booted: Slot, running: Release | None) -> Installed | str:
+    """Download the bundle and write its image into the slot not running; what was
+    installed, or the stage the request ended in when it could not be."""
+    node, req = job.node, job.req
+    slot = booted.other
+    device = node.slot_device(slot)
+    job.report("downloading", slot=slot.value)
     # The slot about to be written no longer holds what its kept index says.
     slot_index(node, slot).unlink(missing_ok=True)
     source = HttpSource(req.url)
     # A hub that names the bundle's SHA-256 gets the whole file read and checked; otherwise
     # only what the running slot lacks is fetched (the signature covers every chunk anyway).
     pinned = _Pinned(source) if req.sha256 else None
-    here = None if pinned else Running(node.slot_device(state.booted), functools.partial(
-        _running_index, node, state.booted, running.label() if running else "unknown"))
+    here = None if pinned else Running(node.slot_device(booted), functools.partial(
+        _running_index, node, booted, running.label() if running else "unknown"))
     try:
         keys = load_trusted(node.keys)
         done = install(pinned or source, device, keys=keys, board=board(node.proc),
-                       installed=running, running=here, progress=progress)
+                       installed=running, running=here, progress=_progress(job, slot))
     except Refused as e:
-        return finish("refused", reason=e.reason, error=str(e), slot=slot.value)
+        return job.finish("refused", reason=e.reason, error=str(e), slot=slot.value)
     except (DownloadError, ReleaseKeyError) as e:
-        return finish("failed", error=str(e), slot=slot.value)
+        return job.finish("failed", error=str(e), slot=slot.value)
     except OSError as e:
-        return finish("failed", error=f"writing slot {slot} ({device}): {e}", slot=slot.value)
-    manifest = done.manifest
-    label = manifest.release().label()
+        return job.finish("failed", error=f"writing slot {slot} ({device}): {e}",
+                          slot=slot.value)
+    label = done.manifest.release().label()
     if pinned and pinned.sha.hexdigest() != req.sha256.lower():
-        return finish("failed", slot=slot.value, error="the bundle's SHA-256 is "
-                      f"{pinned.sha.hexdigest()}, not the {req.sha256} the hub named; slot "
-                      f"{slot} was written but not armed")
+        return job.finish("failed", slot=slot.value, error="the bundle's SHA-256 is "
+                          f"{pinned.sha.hexdigest()}, not the {req.sha256} the hub named; "
+                          f"slot {slot} was written but not armed")
     with contextlib.suppress(OSError):  # without it, the next update reads the slot again
         SlotIndex.of(done.index, label).save(slot_index(node, slot))
     log.warning("update %s: %s installed into slot %s: %d bytes downloaded, %d reused from "
-                "slot %s, %d zeros", cid, label, slot, done.tally.downloaded,
-                done.tally.reused, state.booted, done.tally.zeroed)
+                "slot %s, %d zeros", job.cid, label, slot, done.tally.downloaded,
+                done.tally.reused, booted, done.tally.zeroed)
+    return done
+
+
+def _arm(job: _Job, boot: BootControl, booted: Slot, running: Release | None,
+         done: Installed) -> str:
+    """Arm a trial boot of the slot just written and, if the hub asked, reboot into it; the
+    stage the request ended in."""
+    node, slot = job.node, booted.other
+    label = done.manifest.release().label()
     handoff.write(node.state, handoff.PENDING, handoff.Pending(
-        reply=req.reply, version=label, slot=slot.value, from_slot=state.booted.value,
+        reply=job.req.reply, version=label, slot=slot.value, from_slot=booted.value,
         from_version=running.label() if running is not None else "unknown"))
     try:
         boot.start_trial(slot)
     except BootControlError as e:
-        try:
-            boot.abandon()  # copy 1 may hold the trial already: the next boot must not try it
-            handoff.remove(node.state, handoff.PENDING)
-        except BootControlError as again:
-            log.error("update %s: the half-armed trial of slot %s could not be cancelled "
-                      "either: %s", cid, slot, again)
-            with contextlib.suppress(BootControlError):
-                if boot.state().trial is None:
-                    handoff.remove(node.state, handoff.PENDING)
-            # else pending.json stays: the commit service reports how the trial ends
-        return finish("failed", error=f"installed, but the trial could not be armed: {e}",
-                      version=label, slot=slot.value)
-    size = manifest.image_size
+        _disarm(job, boot, slot)
+        return job.finish("failed", error=f"installed, but the trial could not be armed: {e}",
+                          version=label, slot=slot.value)
+    size = done.manifest.image_size
     moved = {"downloaded": done.tally.downloaded, "reused": done.tally.reused}
-    if not req.reboot:
-        return finish("installed", bytes=size, total=size, version=label, slot=slot.value,
-                      **moved)
-    finish("rebooting", bytes=size, total=size, version=label, slot=slot.value, **moved)
-    log.warning("update %s: rebooting into slot %s (%s) on trial", cid, slot, label)
+    if not job.req.reboot:
+        return job.finish("installed", bytes=size, total=size, version=label, slot=slot.value,
+                          **moved)
+    job.finish("rebooting", bytes=size, total=size, version=label, slot=slot.value, **moved)
+    log.warning("update %s: rebooting into slot %s (%s) on trial", job.cid, slot, label)
     time.sleep(node.reboot_grace_s)
     node.reboot(boot.reboot_argv())
     return "rebooting"
+
+
+def _disarm(job: _Job, boot: BootControl, slot: Slot) -> None:
+    """Cancel a trial of `slot` that could not be armed whole."""
+    try:
+        boot.abandon()  # copy 1 may hold the trial already: the next boot must not try it
+        handoff.remove(job.node.state, handoff.PENDING)
+    except BootControlError as again:
+        log.error("update %s: the half-armed trial of slot %s could not be cancelled "
+                  "either: %s", job.cid, slot, again)
+        with contextlib.suppress(BootControlError):
+            if boot.state().trial is None:
+                handoff.remove(job.node.state, handoff.PENDING)
+        # else pending.json stays: the commit service reports how the trial ends
 
 
 def commit(node: Node, boot: BootControl, *, timeout_s: float, max_restarts: int = 3,

@@ -158,6 +158,12 @@ def run(workdir: Path, pace: Pace, plain: bool, out: Console) -> int:
                   f"{state.get(pole.cfg.node.id, 'unknown')}")
         story.pump()
     rows, missing = summarize(script, hub, node_exit)
+    return _conclude(script, rows, missing, plain, out)
+
+
+def _conclude(script: Script, rows: list[tuple[str, str]], missing: list[str], plain: bool,
+              out: Console) -> int:
+    """Print the summary and the verdict; the demo's exit code."""
     print_summary(rows, plain, out)
     if script.outage_call is not None:
         print(f"(max latency: the outage call, seq {script.outage_call.seq}, was made during "

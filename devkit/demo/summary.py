@@ -20,13 +20,7 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
     """The summary rows and what is missing (empty when the run is a pass)."""
     s: dict[str, Any] = hub.state.summary()
     got, want = script.alert_counts(), script.expected_alerts()
-    expected = sum(want.values())
     checks = script.hardware.checks()
-
-    def ms(name: str) -> str:
-        vals = [s[f"{name}_{q}_ms"] for q in ("p50", "p99", "max")]
-        return "-" if None in vals else " / ".join(f"{v:.0f}" for v in vals) + " ms"
-
     rows = [
         ("presses made", str(script.presses)),
         ("tamper trips", str(script.tamper_trips)),
@@ -39,8 +33,8 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
         ("acknowledged", str(s["acked"])),
         ("duplicates received", f"{s['duplicates']}  (extra copies, dropped by id)"),
         ("sequence gaps", str(s["seq_missing"])),
-        ("latency raised → hub p50/p99/max", ms("latency")),
-        ("ack latency hub → broker p50/p99/max", ms("ack_latency")),
+        ("latency raised → hub p50/p99/max", _ms(s, "latency")),
+        ("ack latency hub → broker p50/p99/max", _ms(s, "ack_latency")),
         ("malformed messages", str(s["malformed"])),
         ("objects seen by the camera", _objects(s)),
         ("events received (new/update/end)", str(s["events_received"])),
@@ -48,6 +42,30 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
         *((c.name, c.value) for c in checks),
         ("node exit code", "-" if node_exit is None else str(node_exit)),
     ]
+    missing = _alerts_missing(script, s, got, want)
+    if script.cameras and not s["objects_seen"]:
+        missing.append("the camera pipeline reported no objects")
+    outcome = script.clip.outcome if script.clip is not None else None
+    if script.clip is not None and not (outcome and outcome.ok):
+        which = f"call seq {outcome.seq}" if outcome and outcome.seq else "the first call"
+        missing.append(f"the clip of {which} did not arrive verified: "
+                       f"{outcome.text if outcome else 'unknown'}")
+    missing += [f"{c.name}: {c.text}" for c in checks if not c.ok]
+    if node_exit != 0:
+        missing.append(f"the node exited with {node_exit} instead of 0")
+    return rows, missing
+
+
+def _ms(s: dict[str, Any], name: str) -> str:
+    """The summary's p50 / p99 / max of latency `name`, or '-' without data."""
+    vals = [s[f"{name}_{q}_ms"] for q in ("p50", "p99", "max")]
+    return "-" if None in vals else " / ".join(f"{v:.0f}" for v in vals) + " ms"
+
+
+def _alerts_missing(script: Script, s: dict[str, Any], got: Counter[str],
+                    want: dict[AlertKind, int]) -> list[str]:
+    """What the hub's alerts lack against what the script did."""
+    expected = sum(want.values())
     missing = []
     if got[AlertKind.CALL] != script.presses:
         missing.append(f"{script.presses} presses but {got[AlertKind.CALL]} unique call alerts "
@@ -64,17 +82,7 @@ def summarize(script: Script, hub: HubConsole, node_exit: int | None
         missing.append(f"{s['alerts_unique'] - s['acked']} alert(s) never acknowledged")
     if s["seq_missing"]:
         missing.append(f"{s['seq_missing']} sequence number(s) never received")
-    if script.cameras and not s["objects_seen"]:
-        missing.append("the camera pipeline reported no objects")
-    outcome = script.clip.outcome if script.clip is not None else None
-    if script.clip is not None and not (outcome and outcome.ok):
-        which = f"call seq {outcome.seq}" if outcome and outcome.seq else "the first call"
-        missing.append(f"the clip of {which} did not arrive verified: "
-                       f"{outcome.text if outcome else 'unknown'}")
-    missing += [f"{c.name}: {c.text}" for c in checks if not c.ok]
-    if node_exit != 0:
-        missing.append(f"the node exited with {node_exit} instead of 0")
-    return rows, missing
+    return missing
 
 
 def _kind(hub: HubConsole, got: Counter[str], kind: AlertKind) -> str:

@@ -139,7 +139,7 @@ def compress_xz(img: Path, dest: Path, *, threads: int = 0, level: int = 6,
 
 def _feed(src: BinaryIO, proc: subprocess.Popen[bytes], total: int,
           on_progress: Callable[[int, int], None] | None) -> None:
-    assert proc.stdin is not None
+    assert proc.stdin is not None  # noqa: S101 (for mypy: the caller opens stdin=PIPE)
     done = 0
     if on_progress:
         on_progress(done, total)

@@ -145,7 +145,7 @@ def boot(disk: Path, work: Path, *, timeout_s: float = 420) -> Boot:
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
-        assert proc.stdout is not None
+        assert proc.stdout is not None  # noqa: S101 (for mypy: stdout=PIPE always sets it)
         for raw in proc.stdout:
             lines.put(raw.rstrip("\r\n"))
         lines.put(None)
@@ -221,7 +221,7 @@ class Machine:
         return self
 
     def _pump(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
+        assert proc.stdout is not None  # noqa: S101 (for mypy: started with stdout=PIPE)
         with self.log_path.open("a") as log:
             for raw in proc.stdout:
                 line = raw.rstrip("\r\n")

@@ -33,6 +33,9 @@ ENABLE = ["edge-node.service", "edge-provision.service", "edge-machine-id.servic
           "systemd-timesyncd.service"]
 # Installed for checks on site and the boot test, off unless asked for.
 DISABLE = ["mosquitto.service"]
+# Where the build's wheels folder is bind-mounted (read-only) while pip fills the venv: a
+# path inside the root being built, not the host's /tmp (S108); clean() empties it.
+WHEELS_IN_ROOT = "/tmp/wheels"  # noqa: S108
 
 
 class RootfsError(Exception):
@@ -134,7 +137,7 @@ def run_mmdebstrap(cmd: list[str], env: dict[str, str], log: Path,
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=env, errors="replace")
-        assert proc.stdout is not None
+        assert proc.stdout is not None  # noqa: S101 (for mypy: stdout=PIPE always sets it)
         for line in proc.stdout:
             # Seconds since the start on each line: where the emulated time goes.
             out.write(f"{time.monotonic() - started:7.1f} {line}")
@@ -180,16 +183,16 @@ def customize(root: Path, plan: dict[str, str]) -> None:
     def fill_venv() -> None:
         # From the wheels folder only (bind-mounted, read-only), by pip run from its own
         # wheel, so the venv holds no pip.
-        wheels = root / "tmp" / "wheels"
+        wheels = root / WHEELS_IN_ROOT.lstrip("/")
         wheels.mkdir(parents=True, exist_ok=True)
         subprocess.run(["mount", "--bind", "-o", "ro", plan["wheels"], str(wheels)], check=True)
         try:
             pip = sorted(Path(plan["wheels"]).glob("pip-*.whl"))[-1].name
             in_root(root, ["python3", "-m", "venv", "--system-site-packages", "--without-pip",
                            venv], env)
-            in_root(root, [f"{venv}/bin/python", f"/tmp/wheels/{pip}/pip", "install", "--quiet",
-                           "--no-index", "--find-links", "/tmp/wheels", "--constraint",
-                           "/tmp/wheels/constraints.txt", "--no-compile",
+            in_root(root, [f"{venv}/bin/python", f"{WHEELS_IN_ROOT}/{pip}/pip", "install",
+                           "--quiet", "--no-index", "--find-links", WHEELS_IN_ROOT,
+                           "--constraint", f"{WHEELS_IN_ROOT}/constraints.txt", "--no-compile",
                            "--no-warn-script-location", f"safecity-edge=={plan['version']}"],
                     env)
         finally:

@@ -71,7 +71,8 @@ COCO_LABELS = [
     "sink", "refrigerator", _U, "book", "clock", "vase", "scissors", "teddy bear",
     "hair drier", "toothbrush",
 ]
-assert len(COCO_LABELS) == 90
+if len(COCO_LABELS) != 90:  # the model's class ids run 1..90
+    raise RuntimeError(f"COCO_LABELS has {len(COCO_LABELS)} labels, not the model's 90")
 
 
 def sha256(path: Path) -> str:

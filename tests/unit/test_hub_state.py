@@ -27,6 +27,7 @@ from contract.payloads import (
 )
 from contract.pole import InputStats, OutputStats, PtzStats, SensorStats
 from contract.topics import NodeTopics
+from hub import objects as hub_objects
 from hub import state as hub_state
 from hub.state import GARBAGE_KEPT, HubEvent, HubState, duration, percentile
 
@@ -460,7 +461,7 @@ def test_readers_get_copies_of_objects_and_cameras() -> None:
 def test_objects_are_bounded_per_node_so_a_busy_street_cannot_push_out_a_quiet_pole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(hub_state, "MAX_OBJECTS", 3)
+    monkeypatch.setattr(hub_objects, "MAX_OBJECTS", 3)
     s = HubState()
     quiet = uuid7()
     send(s, make_event(quiet, "new", 0, node="pole-2"))
@@ -477,7 +478,7 @@ def test_objects_are_bounded_per_node_so_a_busy_street_cannot_push_out_a_quiet_p
 def test_a_forgotten_object_heard_again_is_kept_again_without_raising(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(hub_state, "MAX_OBJECTS", 1)
+    monkeypatch.setattr(hub_objects, "MAX_OBJECTS", 1)
     s = HubState()
     first, second = uuid7(), uuid7()
     send(s, make_event(first, "new", 0))
