@@ -26,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     code = Node(cfg, config_path=args.config.resolve()).run()
     if code == RESTART:  # same process id, so systemd's watchdog and Type=notify carry on
         logging.shutdown()
-        os.execv(sys.executable, [sys.executable, "-m", "edge.cli", *sys.argv[1:]])
+        os.execv(sys.executable, [sys.executable, "-m", "edge.cli", *sys.argv[1:]])  # noqa: S606 (the node restarts itself)
     return code
 
 

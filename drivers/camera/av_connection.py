@@ -63,22 +63,30 @@ def explain(error: av.error.FFmpegError, kind: SourceKind, *, opening: bool, wai
     if timed_out:
         return (f"no data for {read_timeout_s:g} s (stream stalled); check the camera's power "
                 "and network")
+    known = _known(error, kind, detail)
+    if known:
+        return known
+    if opening:
+        return f"cannot open: {detail}"
+    return f"reading failed: {detail}; check the camera's power and network"
+
+
+def _known(error: av.error.FFmpegError, kind: SourceKind, detail: str) -> str:
+    """The errors a technician can fix by name: a missing device, rights, a refused or wrong
+    stream; empty for anything else."""
+    device = kind == "device"
     if isinstance(error, FileNotFoundError):
-        if kind == "device":
-            return "no such device: is the camera plugged in? (ls /dev/video* lists them)"
-        return "no such file"
+        return ("no such device: is the camera plugged in? (ls /dev/video* lists them)"
+                if device else "no such file")
     if isinstance(error, PermissionError):
-        if kind == "device":
-            return "permission denied: the service user must be in the 'video' group"
-        return "permission denied"
+        return ("permission denied: the service user must be in the 'video' group"
+                if device else "permission denied")
     if isinstance(error, ConnectionRefusedError):
         return "connection refused: is the camera's stream enabled and the port right?"
     if isinstance(error, av.error.HTTPError | av.error.HTTPClientError):
         return f"the camera's server answered {detail}; check the URL and credentials"
     if isinstance(error, av.error.InvalidDataError):
-        if kind == "network":
-            return "the answer is not a video stream FFmpeg can read; check the URL"
-        return "FFmpeg cannot read it as video: corrupt, truncated or not a video"
-    if opening:
-        return f"cannot open: {detail}"
-    return f"reading failed: {detail}; check the camera's power and network"
+        return ("the answer is not a video stream FFmpeg can read; check the URL"
+                if kind == "network" else
+                "FFmpeg cannot read it as video: corrupt, truncated or not a video")
+    return ""

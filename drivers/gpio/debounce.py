@@ -112,7 +112,8 @@ class Debouncer:
                 return events
             when, kind = due
             if kind is EventKind.RELEASED:
-                assert self._open_since is not None
+                if self._open_since is None:  # a release is only due after an opening
+                    raise RuntimeError("debounce: release due without an opening")
                 opened = self._open_since
                 self._pressed = False
                 self._open_since = None

@@ -231,7 +231,8 @@ class DigitalInput(Lifecycle):
             self._call("when_deactivated", self.when_deactivated)
 
     def _watch_quiet(self) -> None:
-        assert self._flap is not None
+        if self._flap is None:  # started only for an input with flap detection
+            raise RuntimeError("flap watcher started without flap detection")
         while True:
             with self._cond:
                 ended = self._wait_for_quiet(self._flap)

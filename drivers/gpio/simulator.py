@@ -81,7 +81,8 @@ class PinSimulator(Lifecycle):
         while not self.closed:
             for key, _ in self._selector.select():
                 sock = key.fileobj
-                assert isinstance(sock, socket.socket)
+                if not isinstance(sock, socket.socket):  # only sockets are registered
+                    continue
                 try:
                     if sock is self._wake_r:
                         return

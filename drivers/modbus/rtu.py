@@ -75,7 +75,9 @@ class Register:
         raw = ModbusSerialClient.convert_from_registers(
             list(registers), _TYPES[self.data_type], word_order=self.word_order
         )
-        assert isinstance(raw, int | float)
+        if not isinstance(raw, int | float):
+            raise ValueError(f"register {self.name}: decoded to {type(raw).__name__}, "
+                             "not a number")
         if self.scale == 1 and isinstance(raw, int):
             return raw
         # Rounded so 215 × 0.1 reads 21.5, not 21.500000000000004.

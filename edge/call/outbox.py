@@ -177,7 +177,7 @@ class Outbox:
     def _select(self, where: str, args: tuple[object, ...] = ()) -> list[StoredAlert]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, id, kind, topic, payload, created_at, delivered_at, acked_at "
+                "SELECT seq, id, kind, topic, payload, created_at, delivered_at, acked_at "  # noqa: S608 (`where` is one of this module's own clauses)
                 f"FROM alerts {where}",
                 args,
             ).fetchall()

@@ -26,32 +26,37 @@ def assess(cfg: HealthSection, platform: Platform | None, sync: SyncState, *,
     failed = list(failures)
     degraded: list[str] = []
     if platform is not None:
-        temp = platform.soc_temp_c
-        if temp is not None and temp >= cfg.soc_temp_fail_c:
-            failed.append(f"SoC over {cfg.soc_temp_fail_c:g} °C")
-        elif temp is not None and temp >= cfg.soc_temp_warn_c:
-            degraded.append(f"SoC hot, over {cfg.soc_temp_warn_c:g} °C")
-        degraded += _throttle_reasons(platform.throttle)
-        disk = platform.disk
-        if disk is not None and disk.total_bytes:
-            free_pct = 100 * disk.free_bytes / disk.total_bytes
-            if free_pct < cfg.disk_free_fail_pct:
-                failed.append(f"data disk full, under {cfg.disk_free_fail_pct:g} % free")
-            elif free_pct < cfg.disk_free_warn_pct:
-                degraded.append(f"data disk low, under {cfg.disk_free_warn_pct:g} % free")
-        wear = platform.wear
-        if wear is not None:
-            if wear.life_used_pct is not None and wear.life_used_pct >= cfg.wear_warn_pct:
-                degraded.append(f"card {wear.device} worn, {wear.life_used_pct} % of life "
-                                "used")
-            if wear.pre_eol in ("warning", "urgent"):
-                degraded.append(f"card {wear.device} near end of life ({wear.pre_eol})")
+        _judge_platform(cfg, platform, failed, degraded)
     if not sync.synced:
         degraded.append("clock not synchronised")
     degraded += problems
     if failed:
         return Health(state="failed", reasons=failed + degraded)
     return Health(state="degraded" if degraded else "ok", reasons=degraded)
+
+
+def _judge_platform(cfg: HealthSection, platform: Platform, failed: list[str],
+                    degraded: list[str]) -> None:
+    """The SoC's temperature and throttling, the data disk's space and the card's wear."""
+    temp = platform.soc_temp_c
+    if temp is not None and temp >= cfg.soc_temp_fail_c:
+        failed.append(f"SoC over {cfg.soc_temp_fail_c:g} °C")
+    elif temp is not None and temp >= cfg.soc_temp_warn_c:
+        degraded.append(f"SoC hot, over {cfg.soc_temp_warn_c:g} °C")
+    degraded += _throttle_reasons(platform.throttle)
+    disk = platform.disk
+    if disk is not None and disk.total_bytes:
+        free_pct = 100 * disk.free_bytes / disk.total_bytes
+        if free_pct < cfg.disk_free_fail_pct:
+            failed.append(f"data disk full, under {cfg.disk_free_fail_pct:g} % free")
+        elif free_pct < cfg.disk_free_warn_pct:
+            degraded.append(f"data disk low, under {cfg.disk_free_warn_pct:g} % free")
+    wear = platform.wear
+    if wear is not None:
+        if wear.life_used_pct is not None and wear.life_used_pct >= cfg.wear_warn_pct:
+            degraded.append(f"card {wear.device} worn, {wear.life_used_pct} % of life used")
+        if wear.pre_eol in ("warning", "urgent"):
+            degraded.append(f"card {wear.device} near end of life ({wear.pre_eol})")
 
 
 def _throttle_reasons(t: Throttle | None) -> list[str]:

@@ -166,7 +166,8 @@ class _Timeline:
                     if walls[i] < self.end - _EPS_S), default=first)
         out_stream = self.out.streams.video[0]
         otb = out_stream.time_base
-        assert otb is not None
+        if otb is None:  # PyAV sets it when the stream is added
+            raise ClipError("the clip's video stream has no time base")
         # The segment's first packet sits at its wall time; never before the one before it.
         offset = round((walls[first] - self.t0) / otb)
         anchor = _ts(packets[first])

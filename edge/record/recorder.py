@@ -87,7 +87,8 @@ class Recorder:
         self.stop()
         if not self._open_index():
             return ""
-        assert self.index is not None
+        if self.index is None:  # _open_index() returned True: it is open
+            return ""
         codec = source.codec_context.name
         if codec in COPY_CODECS:
             self.mode = "copy"

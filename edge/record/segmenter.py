@@ -177,7 +177,8 @@ class Segmenter:
         if self._open is None and (not packet.is_keyframe or not self._start(wall, media_s)):
             self._dropped += 1
             return
-        assert self._open is not None
+        if self._open is None:  # opened above, or this packet was dropped
+            return
         self._mux(self._open, packet, media_s)
 
     def close(self) -> Segment | None:
@@ -240,7 +241,8 @@ class Segmenter:
 
     def _finish(self) -> Segment | None:
         seg, self._open = self._open, None
-        assert seg is not None
+        if seg is None:
+            return None
         end = seg.start + (seg.end_s - seg.first_s)
         try:
             seg.container.close()

@@ -50,6 +50,15 @@ class UploadResult:
     status: int  # HTTP status of the final answer
 
 
+def _headers(content_type: str, headers: Mapping[str, str] | None) -> dict[str, str]:
+    sent = {"Content-Type": content_type}
+    for name, value in (headers or {}).items():
+        if name.lower() in _OWN_HEADERS:
+            raise ValueError(f"header {name!r} is set by upload() itself (content_type= for type)")
+        sent[name] = value
+    return sent
+
+
 def upload(
     path: Path,
     url: str,
@@ -77,11 +86,7 @@ def upload(
     """
     if chunk_bytes < 1 or attempts < 1:
         raise ValueError(f"chunk_bytes and attempts must be >= 1, got {chunk_bytes}, {attempts}")
-    sent_headers = {"Content-Type": content_type}
-    for name, value in (headers or {}).items():
-        if name.lower() in _OWN_HEADERS:
-            raise ValueError(f"header {name!r} is set by upload() itself (content_type= for type)")
-        sent_headers[name] = value
+    sent_headers = _headers(content_type, headers)
     parts = urlsplit(url)
     # Userinfo is a credential too; the fragment is never sent.
     shown = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

@@ -108,11 +108,7 @@ class FirmwareDesk:
             return self._report(result, progress)
         request = handoff.read(self.folder, handoff.REQUEST, Request)
         pending = handoff.read(self.folder, handoff.PENDING, Pending)
-        routes = [x.reply for x in (request, pending) if x is not None]
-        self._routes.update((route.id, route) for route in routes)
-        cid = routes[0].id if routes else ""
-        if not cid and progress is not None and progress.id in self._routes:
-            cid = progress.id  # the installer finished with it and removed request.json
+        cid = self._current(request, pending, progress)
         if not cid:
             self._update = self._last_outcome(progress)
             return True
@@ -123,10 +119,7 @@ class FirmwareDesk:
         if mine is not None and mine.stage in _FINAL:
             error = mine.error or f"{mine.stage}: {mine.reason}"
         elif mine is None and pending is None:  # queued: has the installer taken it?
-            if self._queued is None or self._queued[0] != cid:
-                self._queued = (cid, clock.monotonic())
-            if clock.monotonic() - self._queued[1] < TAKE_S:
-                self._recheck = self._queued[1] + TAKE_S
+            if not self._not_taken(cid):
                 return True
             self._update = view = view.model_copy(update={"stage": "failed"})
             error = (f"the installer did not take the update within {TAKE_S:.0f} s (is "
@@ -146,6 +139,25 @@ class FirmwareDesk:
         if told != self._told:
             self._told = told
             self._answer(reply, self._response(cid, "accepted", view))
+        return True
+
+    def _current(self, request: Request | None, pending: Pending | None,
+                 progress: Progress | None) -> str:
+        """The id of the update the files speak of ('' for none); its reply route noted."""
+        routes = [x.reply for x in (request, pending) if x is not None]
+        self._routes.update((route.id, route) for route in routes)
+        cid = routes[0].id if routes else ""
+        if not cid and progress is not None and progress.id in self._routes:
+            cid = progress.id  # the installer finished with it and removed request.json
+        return cid
+
+    def _not_taken(self, cid: str) -> bool:
+        """Whether the installer has left a queued update untaken for TAKE_S."""
+        if self._queued is None or self._queued[0] != cid:
+            self._queued = (cid, clock.monotonic())
+        if clock.monotonic() - self._queued[1] < TAKE_S:
+            self._recheck = self._queued[1] + TAKE_S
+            return False
         return True
 
     def _report(self, result: Result, progress: Progress | None) -> bool:

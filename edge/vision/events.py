@@ -160,7 +160,8 @@ class EventLifecycle:
         return events
 
     def _say(self, phase: Phase, track: Track, story: _Story, t: float) -> VisionEvent:
-        assert story.event_id is not None and story.started_at is not None
+        if story.event_id is None or story.started_at is None:  # set when `new` is said
+            raise RuntimeError(f"track {track.id}: news before its event began")
         event = VisionEvent(
             phase=phase,
             event_id=story.event_id,
