@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import ipaddress
-import os
 import re
 import shutil
 import sys
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from contract.link import TlsSection
+from drivers.storage import write_new, write_whole
 
 HUB = "hub"  # the hub's identity: reads every pole, writes acks and commands
 # A CN becomes an MQTT username and a file name: no '/', '+', '#' (the ACL's %u would
@@ -171,11 +171,9 @@ def _write(directory: Path, stem: str, cert: x509.Certificate,
     key_path, cert_path = directory / f"{stem}.key", directory / f"{stem}.crt"
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    key_path.unlink(missing_ok=True)  # O_CREAT's mode applies only to a new file
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.unlink(missing_ok=True)  # a new file, so its mode is 0600 from the start
+    write_new(key_path, key_pem, 0o600)
+    write_whole(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return Issued(cert=cert_path, key=key_path)
 
 
