@@ -1,6 +1,6 @@
 """The hub's side of the fleet benchmark: one consumer that reads every pole and acks alerts.
 
-Like the hub (edge/hub), it holds the certificate with CN `hub`, keeps a persistent session
+Like the hub (hub/), it holds the certificate with CN `hub`, keeps a persistent session
 (alerts published while it is away are queued for it by the broker), validates every
 payload against the contract models, drops duplicate alerts by id and acks every copy on
 `poles/<node>/ack`. Alert latency is its receive time minus the alert's own `time`: the
