@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imagebuild import build, qemu, rootfs
 from imagebuild.config import load
-
-from bench.report import Row, print_table
+from report import Row, print_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "image-build" / "image.yaml"

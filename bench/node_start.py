@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 
 from devkit.demo.footage import vtest_h264_path
 from devkit.localbroker import LocalBroker
-from tests.footprint import LIBRARIES, loaded
+from tests.support.footprint import LIBRARIES, loaded
 
 NODE = "bench-0001"
 READY_TIMEOUT_S = 60.0

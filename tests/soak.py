@@ -1,5 +1,6 @@
-"""Soak: the uplink fault scenarios of tests/integration/test_faults.py, longer, with more
-kills and a seeded random mix of faults, until the time is up.
+"""Soak: the uplink fault scenarios of tests/integration/test_faults.py (their harness:
+tests/support/faults.py), longer, with more kills and a seeded random mix of faults, until the
+time is up.
 
     python -m tests.soak --minutes 10 --seed 1        (or: make soak MINUTES=10 SEED=1)
 
@@ -21,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests import netns
-from tests.integration.test_faults import SCENARIOS, Plan, Row, run, table, write_json
+from tests.support import netns
+from tests.support.fault_report import Row, table, write_json
+from tests.support.faults import SCENARIOS, Plan, run
 
 
 def plan(rng: random.Random, wait_for_link: bool) -> Plan:

@@ -4,7 +4,6 @@ device tree (the Pi firmware's) and autoboot.txt."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,31 +23,13 @@ from firmware.bootctl import (
 )
 from firmware.bootctl.base import mount_point_if_readonly, run_command
 from firmware.bootctl.uboot import COPIES, ENV_SIZE, check_written, read_copy
+from tests.support.uboot_env import DISK, booted_from, printenv
 
-DISK = "5afec17e"
 PARTUUIDS = {Slot.A: f"{DISK}-02", Slot.B: f"{DISK}-03"}
-if shutil.which("fw_setenv") is None or shutil.which("fw_printenv") is None:
-    # make test installs it; a machine without it must say so, not pass by skipping
-    pytest.fail("fw_setenv/fw_printenv missing: apt-get install libubootenv-tool",
-                pytrace=False)
-
-
-def booted_from(slot: Slot) -> str:
-    part = 2 if slot is Slot.A else 3
-    return f"console=ttyAMA0,115200 console=tty1 root=PARTUUID={DISK}-0{part} ro rootwait\n"
 
 
 def uboot(boot_dir: Path, booted: Slot, **kwargs: object) -> UBoot:
     return UBoot(boot_dir, cmdline=booted_from(booted), **kwargs)  # type: ignore[arg-type]
-
-
-def printenv(boot_dir: Path, copy: int) -> dict[str, str] | None:
-    config = boot_dir.parent / f"fw_env-{copy}.config"
-    config.write_text(fw_env_config(boot_dir, copy))
-    done = subprocess.run(["fw_printenv", "-c", str(config)], capture_output=True, text=True)
-    if done.returncode != 0:
-        return None
-    return dict(line.split("=", 1) for line in done.stdout.splitlines())
 
 
 @pytest.fixture

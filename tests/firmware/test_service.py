@@ -29,10 +29,10 @@ from firmware.bootctl import BootState, Slot, UBoot
 from firmware.bootctl.uboot import COPIES, DEFAULTS, fw_env_config, read_copy
 from firmware.release import Release
 from firmware.service import MAX_ATTEMPTS, Node, commit, install_request
-from tests.firmware.test_bootctl import booted_from, printenv
-from tests.firmware.test_bundle import IMAGE_SIZE, NEW, MiB, make_bundle, write_image
-from tests.firmware.test_install import ReleaseServer
-from tests.waiting import wait_for
+from tests.support.bundles import IMAGE_SIZE, NEW, MiB, make_bundle, write_image
+from tests.support.release_server import ReleaseServer
+from tests.support.uboot_env import booted_from, printenv
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOT_SIZE = 8 * MiB

@@ -11,46 +11,12 @@ on them without building again (the reproducibility test is then skipped)."""
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from imagebuild import build, tools
 
-from tests.image.paths import CONFIG
-
-
-class Builds(threading.Thread):
-    """The first build of image.yaml, then the second of the same inputs."""
-
-    def __init__(self, out: Path) -> None:
-        super().__init__(daemon=True, name="image-builds")
-        self.out = out
-        self.first: build.Built | None = None
-        self.second: build.Built | None = None
-        self.first_done = threading.Event()
-        self.first_error: BaseException | None = None
-        self.second_error: BaseException | None = None
-        self.took: list[float] = []  # seconds of each build, for the summary
-
-    def run(self) -> None:
-        try:
-            tools.check_host(boot_test=True)
-            start = time.monotonic()
-            self.first = build.build(CONFIG, self.out / "image-1", build.default_cache())
-            self.took.append(time.monotonic() - start)
-        except BaseException as exc:
-            self.first_error = exc
-            return
-        finally:
-            self.first_done.set()
-        try:
-            start = time.monotonic()
-            self.second = build.build(CONFIG, self.out / "image-2", build.default_cache())
-            self.took.append(time.monotonic() - start)
-        except BaseException as exc:
-            self.second_error = exc
+from tests.support.image_builds import Builds, Rebuild
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -98,25 +64,9 @@ def built_image(tmp_path_factory: pytest.TempPathFactory) -> build.Built:
     return _builds.first
 
 
-class Rebuild:
-    """The second build, waited for by the reproducibility test."""
-
-    def join(self) -> None:
-        if _builds is not None:
-            _builds.join()
-
-    @property
-    def built(self) -> build.Built | None:
-        return _builds.second if _builds is not None else None
-
-    @property
-    def error(self) -> BaseException | None:
-        return _builds.second_error if _builds is not None else None
-
-
 @pytest.fixture(scope="session")
 def rebuild(built_image: build.Built) -> Rebuild:
-    return Rebuild()
+    return Rebuild(_builds)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -48,7 +49,7 @@ def test_a_bad_image_yaml_names_every_bad_field(tmp_path: Path) -> None:
 def test_missing_tools_are_named_with_the_apt_line_that_installs_them(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(tools.shutil, "which", lambda cmd, path=None: None)
+    monkeypatch.setattr("imagebuild.tools.shutil.which", lambda cmd, path=None: None)
     with pytest.raises(tools.HostNotReady) as err:
         tools.check_host(boot_test=True)
     text = str(err.value)
@@ -84,8 +85,9 @@ def small_tree(base: Path) -> Path:
 def test_an_ext4_image_of_the_same_tree_is_the_same_bytes_even_when_its_files_changed_time(
         tmp_path: Path) -> None:
     tree = small_tree(tmp_path)
-    args = {"size_mib": 16, "label": "root", "uuid": "5afec17e-0002-4a00-8000-000000000002",
-            "hash_seed": "5afec17e-ffff-4a00-8000-00000000a5ed", "epoch": EPOCH}
+    args: dict[str, Any] = {
+        "size_mib": 16, "label": "root", "uuid": "5afec17e-0002-4a00-8000-000000000002",
+        "hash_seed": "5afec17e-ffff-4a00-8000-00000000a5ed", "epoch": EPOCH}
     disk.make_ext4(tree, tmp_path / "one.ext4", **args)
     time.sleep(1.1)
     (tree / "usr" / "bin" / "tool").chmod(0o755)  # a new ctime, as a rebuild's files have
@@ -108,7 +110,8 @@ def test_a_fat_image_of_the_same_files_is_the_same_bytes(tmp_path: Path) -> None
     cfg = tmp_path / "config.txt"
     cfg.write_text("arm_64bit=1\n")
     files = {"start4.elf": blob, "config.txt": cfg, "overlays/x.dtbo": cfg}
-    args = {"size_mib": 64, "volume_id": "5AFE0001", "label": "BOOT", "epoch": EPOCH}
+    args: dict[str, Any] = {"size_mib": 64, "volume_id": "5AFE0001", "label": "BOOT",
+                            "epoch": EPOCH}
     disk.make_fat(files, tmp_path / "one.vfat", **args)
     time.sleep(1.1)
     cfg.touch()

@@ -13,8 +13,8 @@ import pytest
 from imagebuild import build, qemu
 from imagebuild.config import load
 
-from tests.image.conftest import Rebuild
-from tests.image.paths import CONFIG, ROOT
+from tests.support.image_builds import Rebuild
+from tests.support.paths import IMAGE_CONFIG, ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(1800)]
 
@@ -27,7 +27,7 @@ def first(built_image: build.Built) -> build.Built:
 def test_the_image_has_the_layout_the_pi_firmware_and_the_updates_expect(
         first: build.Built, rebuild: Rebuild) -> None:
     # (`rebuild` starts the second build now, so that it runs while this one is checked)
-    config = load(CONFIG)
+    config = load(IMAGE_CONFIG)
     table = json.loads(subprocess.run(["sfdisk", "--json", str(first.img)], capture_output=True,
                                       text=True, check=True).stdout)["partitiontable"]
     assert table["label"] == "dos" and table["id"] == config.ids.disk_id
@@ -83,7 +83,7 @@ def test_the_outputs_are_all_there_and_checked(first: build.Built) -> None:
 
 def test_the_image_boots_in_qemu_and_the_node_reaches_ready_with_its_status_at_the_broker(
         first: build.Built, tmp_path: Path) -> None:
-    config = load(CONFIG)
+    config = load(IMAGE_CONFIG)
     disk = qemu.prepare(first.img, tmp_path, ROOT / "image-build" / "boot-test" / "node.yaml",
                         extra_args=qemu.reporter_args(config))
     boot = qemu.boot(disk, tmp_path)

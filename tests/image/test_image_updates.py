@@ -29,6 +29,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from imagebuild import build, qemu
 from imagebuild.disk import cut_partition
+from paho.mqtt.enums import CallbackAPIVersion
 
 from devkit.localbroker import LocalBroker, free_port
 from firmware import bundle, keys
@@ -149,7 +150,7 @@ class Hub:
     def __init__(self, broker: LocalBroker) -> None:
         self.messages: list[tuple[float, str, dict[str, Any]]] = []
         self._cv = threading.Condition()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hub-test",
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="hub-test",
                                   protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", broker.port)

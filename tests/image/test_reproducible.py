@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from imagebuild import build
 
-from tests.image.conftest import Rebuild
+from tests.support.image_builds import Rebuild
 
 pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(1800)]
 

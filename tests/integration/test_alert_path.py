@@ -43,10 +43,11 @@ def test_a_press_reaches_the_outbox_and_the_broker_through_at_most_four_modules_
     try:
         node.uplink.start()
         wait_for(lambda: node.uplink.connected, what="the uplink connected")
+        assert node.pins is not None  # node_config's mock pin factory
         pin = node.pins.pin(BUTTON)
-        pin.drive_low()  # type: ignore[attr-defined]  # MockFactory's pin: the button closes
+        pin.drive_low()  # MockFactory's pin: the button closes
         wait_for(lambda: published, what="the alert handed to the uplink")
-        pin.drive_high()  # type: ignore[attr-defined]
+        pin.drive_high()
     finally:
         node.shutdown()
     print("the alert path's modules of edge/:", ", ".join(sorted(crossed)))

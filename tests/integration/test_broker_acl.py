@@ -26,8 +26,8 @@ from devkit.localbroker import LocalBroker
 from edge.config.model import HubSection
 from edge.uplink.client import ReplyTo, Uplink
 from provisioning import pki
-from tests.conftest import NODE_ID, NodeProcess, node_config
-from tests.waiting import wait_for
+from tests.support.node import NODE_ID, NodeProcess, node_config
+from tests.support.waiting import wait_for
 
 A, B = "test-0001", "test-0002"  # A is the shared fixtures' node id
 
@@ -47,7 +47,7 @@ class Peer:
         client.on_publish = lambda _c, _u, mid, reason, _p: self._answer(mid).put(str(reason))
         client.on_subscribe = lambda _c, _u, mid, reasons, _p: self._answer(mid).put(
             [str(r) for r in reasons])
-        client.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, msg.payload))
+        client.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, bytes(msg.payload)))
         self.connected = threading.Event()
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
@@ -79,6 +79,7 @@ class Peer:
     def subscribe(self, topic: str) -> list[str]:
         """The broker's SUBACK reasons."""
         _, mid = self.client.subscribe(topic, qos=1)
+        assert mid is not None  # None only when not connected
         reasons: list[str] = self._answer(mid).get(timeout=10)
         return reasons
 
@@ -193,9 +194,14 @@ def test_a_last_will_on_another_poles_status_is_accepted_but_never_published(
         assert dying.connack is not None and str(dying.connack) == "Success"
         closed = broker.log.read_text().count("closed its connection")
         dying.client.loop_stop()
-        dying.client.socket().close()  # vanish without DISCONNECT: the will is due
-        wait_for(lambda n=closed: broker.log.read_text().count("closed its connection") > n,
-                 what="the broker noticing the pole has gone")
+        sock = dying.client.socket()
+        assert sock is not None
+        sock.close()  # vanish without DISCONNECT: the will is due
+
+        def gone(n: int = closed) -> bool:
+            return broker.log.read_text().count("closed its connection") > n
+
+        wait_for(gone, what="the broker noticing the pole has gone")
         if at_the_hub:
             assert hub.until(will) == at_the_hub  # and nothing from the foreign will before it
 
@@ -226,8 +232,12 @@ def test_an_uplink_with_another_poles_topics_counts_and_logs_what_the_broker_ref
         assert "broker refused a publish: Not authorized" in caplog.text
         refused: list[bool] = []
         done = threading.Event()
-        uplink.publish(f"poles/{B}/alert", b"{}", qos=1,
-                       on_done=lambda ok, _why: (refused.append(not ok), done.set()))
+
+        def answered(ok: bool, _why: str) -> None:
+            refused.append(not ok)
+            done.set()
+
+        uplink.publish(f"poles/{B}/alert", b"{}", qos=1, on_done=answered)
         assert done.wait(10) and refused == [True]
         assert uplink.state.refused_publishes == 2
         # The subscriptions are granted (see above): what they would bring is not delivered.

@@ -24,15 +24,9 @@ from devkit.localbroker import LocalBroker
 from hub.client import HubConsole
 from hub.state import AlertRecord
 from provisioning.pki import HUB
-from tests.conftest import (
-    BUTTON,
-    NODE_ID,
-    TAMPER,
-    Listener,
-    NodeProcess,
-    node_config,
-    wait_for,
-)
+from tests.support.hub_clients import Listener
+from tests.support.node import BUTTON, NODE_ID, TAMPER, NodeProcess, node_config
+from tests.support.waiting import wait_for
 
 TOPICS = NodeTopics(NODE_ID)
 

@@ -15,8 +15,8 @@ import av
 import pytest
 import yaml
 
-from tests.conftest import NODE_ID, node_config
-from tests.unit.recording_footage import CAMERA, T0, recorded
+from tests.support.node import NODE_ID, node_config
+from tests.support.recording_footage import CAMERA, T0, recorded
 
 EDGE_CLIP = Path(sys.executable).parent / "edge-clip"
 

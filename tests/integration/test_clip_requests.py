@@ -8,69 +8,25 @@ and the clip is verified offline with the node's public key.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from contract.evidence.keyfiles import PUBLIC_FILE
 from contract.evidence.keys import load_public
 from contract.evidence.manifest import verify
 from devkit.localbroker import LocalBroker
 from hub.evidence import EvidenceStore
-from provisioning.pki import HUB
-from tests.conftest import NODE_ID, NodeProcess
-from tests.integration.test_recording import indexed, recording_config
-from tests.waiting import wait_for
+from tests.support.camera_node import indexed, recording_config
+from tests.support.hub_clients import Hub
+from tests.support.node import NODE_ID, NodeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-class Hub:
-    """The hub's side: sends commands, collects responses with their correlation data."""
-
-    def __init__(self, broker: LocalBroker) -> None:
-        self.responses: list[tuple[str, dict[str, Any], bytes | None]] = []
-        self._lock = threading.Lock()
-        self.client = broker.client(HUB)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_connect = lambda c, *_: c.subscribe(f"poles/{NODE_ID}/#", qos=1)
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert subscribed.wait(5)
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        if not msg.topic.startswith(f"poles/{NODE_ID}/response"):
-            return
-        correlation = getattr(msg.properties, "CorrelationData", None)
-        with self._lock:
-            self.responses.append((msg.topic, json.loads(msg.payload), correlation))
-
-    def send(self, payload: bytes, *, response_topic: str | None = None,
-             correlation: bytes | None = None, name: str = "clip.request") -> None:
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        if response_topic:
-            props.ResponseTopic = response_topic
-        if correlation:
-            props.CorrelationData = correlation
-        self.client.publish(f"poles/{NODE_ID}/cmd/{name}", payload, qos=1, properties=props)
-
-    def answers(self, request_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [r for _, r, _ in self.responses if r["id"] == request_id]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture

@@ -4,93 +4,22 @@ rolled back by the node itself."""
 
 from __future__ import annotations
 
-import json
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from devkit.localbroker import LocalBroker, free_port
-from provisioning.pki import HUB
-from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
-from tests.waiting import wait_for
+from tests.support.hub_clients import REPLY, Desk, Listener
+from tests.support.node import NODE_ID, NodeProcess, node_config
+from tests.support.waiting import wait_for
 
 # the node's health tick runs config trials and reads the installer's files: each second
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("systemd_watchdog")]
-
-REPLY = f"poles/{NODE_ID}/response/desk"
-
-
-class Desk:
-    """The hub's command desk: sends commands, keeps every answer with its correlation."""
-
-    def __init__(self, broker: LocalBroker) -> None:
-        self.answers: list[tuple[str, dict[str, Any], bytes | None]] = []
-        self._lock = threading.Lock()
-        self._n = 0
-        self.client = broker.client(HUB)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_connect = lambda c, *_: c.subscribe(f"poles/{NODE_ID}/response/#", qos=1)
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert subscribed.wait(10)
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.answers.append((msg.topic, json.loads(msg.payload),
-                                 getattr(msg.properties, "CorrelationData", None)))
-
-    def send(self, name: str, body: dict[str, Any] | bytes, *, cid: str | None = None,
-             correlation: bytes | None = None) -> str:
-        if cid is None:
-            self._n += 1
-            cid = f"c-{self._n}"
-        payload = body if isinstance(body, bytes) else json.dumps(
-            {"v": 1, "id": cid, "issued": datetime.now(UTC).isoformat(), **body}).encode()
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ResponseTopic = REPLY
-        props.CorrelationData = correlation or cid.encode()
-        self.client.publish(f"poles/{NODE_ID}/cmd/{name}", payload, qos=1, properties=props)
-        return cid
-
-    def of(self, cid: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [a for _, a, _ in self.answers if a["id"] == cid]
-
-    def final(self, cid: str, timeout: float = 30) -> dict[str, Any]:
-        """The first answer to `cid` that is not `accepted`."""
-        def settled() -> dict[str, Any] | None:
-            return next((a for a in self.of(cid) if a["status"] != "accepted"), None)
-
-        answer: dict[str, Any] = wait_for(settled, timeout=timeout, what=f"the answer to {cid}")
-        return answer
-
-    def listening(self) -> None:
-        """Wait until the node takes commands (one sent before it subscribed reaches no one)."""
-        def answered() -> bool:
-            cid = self.send("selftest", {})
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline and not self.of(cid):
-                time.sleep(0.02)
-            return bool(self.of(cid))
-
-        wait_for(answered, timeout=30, what="the node listening for commands")
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
 
 @pytest.fixture
 def desk(broker: LocalBroker) -> Iterator[Desk]:

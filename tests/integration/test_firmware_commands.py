@@ -15,9 +15,9 @@ import pytest
 from devkit.localbroker import LocalBroker
 from firmware import handoff
 from firmware.handoff import Pending, Progress, Request, Result
-from tests.conftest import Listener, NodeProcess
-from tests.integration.test_commands import REPLY, Desk
-from tests.waiting import wait_for
+from tests.support.hub_clients import REPLY, Desk, Listener
+from tests.support.node import NodeProcess
+from tests.support.waiting import wait_for
 
 # the node's health tick runs config trials and reads the installer's files: each second
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("systemd_watchdog")]

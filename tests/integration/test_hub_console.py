@@ -20,7 +20,7 @@ from contract.topics import NodeTopics
 from devkit.localbroker import LocalBroker
 from edge import clock
 from hub.console import HubConsole, main
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 NODE = "pole-7"
 OPERATOR = "desk-3"

@@ -21,11 +21,11 @@ import yaml
 from devkit.demo.footage import vtest_path
 from devkit.localbroker import LocalBroker
 from hub.evidence import EvidenceStore
-from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
-from tests.footprint import loaded
-from tests.integration.test_clip_requests import Hub
-from tests.integration.test_recording import indexed, recording_config
-from tests.waiting import wait_for
+from tests.support.camera_node import indexed, recording_config
+from tests.support.footprint import loaded
+from tests.support.hub_clients import Hub, Listener
+from tests.support.node import NODE_ID, NodeProcess, node_config
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -27,8 +27,9 @@ from drivers.ptz.pelco_d import PtzHead
 from edge import clock
 from hub.client import HubConsole
 from hub.state import AlertRecord
-from tests.conftest import NODE_ID, TAMPER, Listener, NodeProcess, node_config
-from tests.waiting import wait_for
+from tests.support.hub_clients import Listener
+from tests.support.node import NODE_ID, TAMPER, NodeProcess, node_config
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,9 @@ from paho.mqtt.properties import Properties
 from devkit.demo.footage import vtest_path
 from devkit.localbroker import LocalBroker
 from provisioning.pki import HUB
-from tests.conftest import NODE_ID, NodeProcess
-from tests.integration.test_vision import vision_config
-from tests.waiting import wait_for
+from tests.support.camera_node import vision_config
+from tests.support.node import NODE_ID, NodeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,8 @@ class Arrivals:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 600
         self.client.connect(broker.host, broker.port, clean_start=False, properties=props)
-        self.client.reconnect_delay_set(0.1, 0.5)
+        # paho annotates whole seconds but sleeps for any float: a tenth, to be back at once
+        self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
         self.client.loop_start()
         assert subscribed.wait(10)
 

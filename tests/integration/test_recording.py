@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,40 +16,15 @@ from typing import Any
 
 import av
 import pytest
-import yaml
 
 from devkit.localbroker import LocalBroker
-from tests import disks
-from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
-from tests.unit.recording_footage import h264_footage
-from tests.waiting import wait_for
+from tests.support import disks
+from tests.support.camera_node import indexed, recording_config
+from tests.support.hub_clients import Listener
+from tests.support.node import NODE_ID, NodeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def recording_config(tmp_path: Path, broker: LocalBroker, **recording: Any) -> Path:
-    path = node_config(tmp_path, broker)
-    cfg = yaml.safe_load(path.read_text())
-    cfg["cameras"] = [{"name": "street", "url": str(h264_footage(300)), "loop": True,
-                       "detect": False}]
-    cfg["vision"] = {"hang_timeout_s": 3}
-    cfg["recording"] = {"segment_s": 2, "min_free": "1MB", **recording}
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def indexed(root: Path) -> list[tuple[str, int, str]]:
-    """(path, bytes, sha256) of every segment the index lists, read as another process would."""
-    db = root / "index.sqlite"
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(db, timeout=5)
-    try:
-        return conn.execute("SELECT path, bytes, sha256 FROM segments ORDER BY start").fetchall()
-    except sqlite3.OperationalError:  # the node has created the file but not yet its tables
-        return []
-    finally:
-        conn.close()
 
 
 def recording_stats(telemetry: Listener) -> list[dict[str, Any]]:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, NodeProcess, wait_for
+from tests.support.node import NodeProcess
+from tests.support.paths import ROOT
+from tests.support.waiting import wait_for
 
 UNIT = ROOT / "systemd" / "edge-node.service"
 

@@ -17,23 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from devkit.demo.footage import vtest_path
 from devkit.localbroker import LocalBroker
-from tests.conftest import NODE_ID, Listener, NodeProcess, node_config
-from tests.waiting import wait_for
+from tests.support.camera_node import vision_config
+from tests.support.hub_clients import Listener
+from tests.support.node import NODE_ID, NodeProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def vision_config(tmp_path: Path, broker: LocalBroker, url: str, **camera: Any) -> Path:
-    path = node_config(tmp_path, broker)
-    cfg = yaml.safe_load(path.read_text())
-    cfg["cameras"] = [{"name": "street", "url": url, **camera}]
-    cfg["vision"] = {"hang_timeout_s": 3}
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def camera_stats(telemetry: Listener) -> list[dict[str, Any]]:

@@ -13,5 +13,6 @@ from drivers.gpio import make_pin_factory
 @pytest.fixture
 def factory() -> Iterator[Any]:
     factory = make_pin_factory("mock")
+    assert factory is not None  # None only for gpiozero's default
     yield factory
     factory.reset()

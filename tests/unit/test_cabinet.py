@@ -28,7 +28,7 @@ from drivers.ptz.pelco_d import GO_TO_PRESET
 from edge import clock
 from edge.config import NodeConfig
 from edge.pole.cabinet import Cabinet
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 # A thread that dies of an exception fails the test: the cabinet counts faults, never raises.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")

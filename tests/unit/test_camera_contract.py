@@ -13,7 +13,7 @@ import pytest
 
 from devkit.demo.footage import vtest_path
 from drivers.camera import AvCamera, Camera, CameraError, Frame, Picamera2Camera
-from tests.unit import camera_standin
+from tests.support import camera_standin
 
 MakeCamera = Callable[[], Camera]
 

@@ -1,4 +1,4 @@
-"""Picamera2Camera on the picamera2 stand-in (tests/unit/camera_standin.py): the lores stream
+"""Picamera2Camera on the picamera2 stand-in (tests/support/camera_standin.py): the lores stream
 it reads, the sensor's timestamps, the recorder's encoder hook, and a Pi without the library,
 without the camera or with a camera that stops delivering."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from devkit.demo.footage import vtest_path
 from drivers.camera import CameraError, Picamera2Camera, make_camera, open_camera
-from tests.unit import camera_standin
+from tests.support import camera_standin
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,7 @@ def now_iso(offset_s: float = 0) -> str:
     return (datetime.now(UTC) + timedelta(seconds=offset_s)).isoformat()
 
 
-VALID = {
+VALID: dict[str, dict[str, Any]] = {
     "clip.request": {"camera": "street", "start": "2026-11-21T10:00:00Z",
                      "end": "2026-11-21T10:00:10Z", "upload_url": "http://hub/x.mp4"},
     "config.set": {"set": {"timings.heartbeat_s": 5}},

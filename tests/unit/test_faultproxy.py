@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faultproxy import FaultProxy
-from tests.waiting import wait_for
+from tests.support.faultproxy import FaultProxy
+from tests.support.waiting import wait_for
 
 
 class _Echo(socketserver.BaseRequestHandler):

@@ -69,7 +69,7 @@ def test_lossless_mode_delivers_every_frame_in_order_and_the_writer_waits(
 
 def _reader_process(name: str, count: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
     ring = FrameRing.attach(name)
-    got = []
+    got: list[tuple[int, bool]] = []
     while len(got) < count:
         f = ring.read(timeout_s=5)
         if f is None:

@@ -14,7 +14,7 @@ import pytest
 from gpiozero.pins.mock import MockPin
 
 from drivers.gpio import CallButton
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 PIN = 17
 
@@ -37,7 +37,7 @@ def make_button(factory: Any, closing: ExitStack) -> Callable[..., CallButton]:
     return make
 
 
-class HeldClosedPin(MockPin):
+class HeldClosedPin(MockPin):  # type: ignore[misc]  # gpiozero has no type hints: MockPin is Any
     """A pin whose button is already held down (to ground) when the device opens it."""
 
     def _set_pull(self, value: str) -> None:

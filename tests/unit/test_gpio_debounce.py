@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ def play(request: pytest.FixtureRequest) -> Owner:
 
 
 def button(**kwargs: float | None) -> Debouncer:
-    options: dict[str, float | None] = {"long_press_s": 3.0, "stuck_after_s": 60.0}
+    options: dict[str, Any] = {"long_press_s": 3.0, "stuck_after_s": 60.0}
     options.update(kwargs)
     return Debouncer(debounce_s=30 * ms, **options)
 
@@ -229,7 +230,7 @@ def test_repeated_levels_are_not_edges() -> None:
     ],
 )
 def test_nonsense_durations_are_refused_naming_the_field(
-    options: dict[str, float], field: str
+    options: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(ValueError, match=field):
         Debouncer(**options)

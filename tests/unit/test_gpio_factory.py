@@ -43,6 +43,7 @@ def test_a_backend_whose_library_is_missing_says_which() -> None:
 
 def test_one_mock_factory_is_the_whole_pole_shared_by_its_devices() -> None:
     pole = make_pin_factory("mock")
+    assert pole is not None
     with CallButton(17, pin_factory=pole) as button, StatusLed(27, pin_factory=pole) as led:
         button.when_pressed = led.on
         pole.pin(17).drive_low()

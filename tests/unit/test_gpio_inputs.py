@@ -13,7 +13,7 @@ import pytest
 
 from drivers.gpio import DigitalInput
 from drivers.gpio.inputs import FlapLimit, FlapVerdict
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 PIN = 22
 
@@ -190,7 +190,11 @@ def toggle(device: DigitalInput, pin: Any, times: int) -> None:
             pin.drive_high()
         else:
             pin.drive_low()
-        wait_for(lambda n=expected: device.changes == n, what=f"change {expected}")
+
+        def changed(n: int = expected) -> bool:
+            return device.changes == n
+
+        wait_for(changed, what=f"change {expected}")
 
 
 def test_a_flapping_door_contact_says_so_once_then_reports_its_settled_state_when_quiet(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from drivers.gpio import StatusLed
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 PIN = 27
 DOUBLE_BLINK = [(True, 0.05), (False, 0.05), (True, 0.05), (False, 0.3)]

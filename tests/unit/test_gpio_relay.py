@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from drivers.gpio import Relay
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 PIN = 5
 

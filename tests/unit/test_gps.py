@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from devkit.simulators.gps import ZHYTOMYR, GpsSimulator, gga, rmc
 from drivers.gps import GpsReader, NmeaDecoder
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 # A thread that dies of an exception fails the test: drivers must count faults, not raise them.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")

@@ -22,7 +22,7 @@ from devkit.localbroker import LocalBroker
 from hub import view
 from hub.client import HubConsole
 from hub.state import HubEvent, HubState
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 POLE = NodeTopics("pole-1")

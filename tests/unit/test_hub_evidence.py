@@ -20,7 +20,7 @@ from edge.record.manifest import build_manifest
 from edge.record.signing import evidence_key
 from edge.record.upload import upload
 from hub.evidence import EvidenceStore, check_clip
-from tests.unit.recording_footage import CAMERA, T0, recorded
+from tests.support.recording_footage import CAMERA, T0, recorded
 
 NODE = "pole-1"
 

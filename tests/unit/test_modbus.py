@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from devkit.simulators.modbus import SensorBusSimulator
 from drivers.modbus import Reading, Register, SensorBus
 from drivers.ptyline import PtyLine
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 # A thread that dies of an exception fails the test: drivers must count faults, not raise them.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")

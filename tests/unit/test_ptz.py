@@ -16,7 +16,7 @@ from devkit.simulators.ptz import SimulatedHead
 from drivers.ptyline import PtyLine
 from drivers.ptz import Frame, FrameParser, Patrol, PtzError, PtzHead
 from drivers.ptz.pelco_d import GO_TO_PRESET
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 # A thread that dies of an exception fails the test: drivers must count faults, not raise them.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")

@@ -9,13 +9,15 @@ from itertools import islice
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from av.packet import Packet
+from av.video.stream import VideoStream
 
 from devkit.demo.footage import vtest_path
 from edge.record.annexb import TIME_BASE, AnnexBPackets, PacketOutput
 from edge.record.encode import H264Encoder
-from tests.unit.recording_footage import mux
+from tests.support.recording_footage import mux
 
 AccessUnit = tuple[bytes, bool, int]  # (Annex B bytes, keyframe, timestamp in µs)
 FRAMES, GOP = 30, 10
@@ -28,7 +30,8 @@ def camera_output() -> list[AccessUnit]:
     encoder = H264Encoder(768, 576, 10, gop_s=GOP / 10, codec="libx264")
     with av.open(str(vtest_path())) as container:
         frames = islice(container.decode(video=0), FRAMES)
-        packets = [p for f in frames for p in encoder.encode(f.to_ndarray(format="bgr24"), f.time)]
+        packets = [p for f in frames for p in encoder.encode(
+            np.asarray(f.to_ndarray(format="bgr24"), dtype=np.uint8), f.time)]
     packets += encoder.flush()
     encoder.close()
     return [(bytes(p), p.is_keyframe, i * 100_000 + (i % 3) * 1_234) for i, p in enumerate(packets)]
@@ -44,6 +47,7 @@ def read_back(path: Path) -> tuple[list[tuple[float, bool]], int, tuple[int, int
         assert stream.codec_context.name == "h264"
         for packet in container.demux(stream):
             if packet.size:
+                assert packet.pts is not None and stream.time_base is not None  # a .ts has both
                 packets.append((float(packet.pts * stream.time_base), packet.is_keyframe))
                 decoded += len(packet.decode())
         decoded += len(stream.decode(None))
@@ -63,7 +67,7 @@ def annexb(units: Sequence[bytes]) -> bytes:
 def test_picamera2_frames_become_a_ts_that_plays_with_their_times_and_keyframes(
     camera_output: list[AccessUnit], tmp_path: Path
 ) -> None:
-    received: list[Packet] = []
+    received: list[Packet[VideoStream]] = []
     output = PacketOutput(received.append, fps_hint=10)
     output.start()
     for data, keyframe, timestamp in camera_output:

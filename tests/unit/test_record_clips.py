@@ -15,7 +15,7 @@ import pytest
 from contract.evidence.hashing import ClipError
 from edge.record.clips import Clip, export_clip
 from edge.record.index import SegmentIndex
-from tests.unit.recording_footage import CAMERA, FPS, T0, recorded
+from tests.support.recording_footage import CAMERA, FPS, T0, recorded
 
 FRAME_S = 1 / FPS
 GOP_S = 2.0  # recorded() default: a keyframe every 20 frames at 10 fps

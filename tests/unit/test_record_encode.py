@@ -13,10 +13,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from av.packet import Packet
+from av.video.stream import VideoStream
 
 from devkit.demo.footage import vtest_path
 from edge.record.encode import TIME_BASE, EncoderError, H264Encoder
-from tests.unit.recording_footage import mux
+from tests.support.recording_footage import mux
 
 Image = npt.NDArray[np.uint8]
 SECONDS = 3
@@ -27,11 +28,13 @@ def footage() -> list[tuple[Image, float]]:
     """The first seconds of the sample video, decoded: (BGR image, seconds) per frame."""
     with av.open(str(vtest_path())) as container:
         frames = islice(container.decode(video=0), SECONDS * 10)
-        return [(f.to_ndarray(format="bgr24"), float(f.time or 0.0)) for f in frames]
+        return [(np.asarray(f.to_ndarray(format="bgr24"), dtype=np.uint8), float(f.time or 0.0))
+                for f in frames]
 
 
-def encode_all(encoder: H264Encoder, frames: Sequence[tuple[Image, float]]) -> list[Packet]:
-    packets: list[Packet] = []
+def encode_all(encoder: H264Encoder,
+               frames: Sequence[tuple[Image, float]]) -> list[Packet[VideoStream]]:
+    packets: list[Packet[VideoStream]] = []
     for image, pts_s in frames:
         packets += encoder.encode(image, pts_s)
     return packets + encoder.flush()
@@ -47,9 +50,12 @@ def read_back(path: Path) -> tuple[str, list[tuple[float, bool]], list[Image]]:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # the demuxer's end-of-stream marker
+            assert packet.pts is not None and stream.time_base is not None  # a .ts has both
             packets.append((float(packet.pts * stream.time_base), packet.is_keyframe))
-            images += [frame.to_ndarray(format="bgr24") for frame in packet.decode()]
-        images += [frame.to_ndarray(format="bgr24") for frame in stream.decode(None)]
+            images += [np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+                       for frame in packet.decode()]
+        images += [np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+                   for frame in stream.decode(None)]
         return stream.codec_context.name, packets, images
 
 
@@ -99,7 +105,7 @@ def test_frames_of_another_size_are_resized(
     footage: list[tuple[Image, float]], tmp_path: Path
 ) -> None:
     encoder = H264Encoder(320, 240, 10, codec="libx264")
-    big, small = footage[0][0], cv2.resize(footage[1][0], (160, 120))
+    big, small = footage[0][0], np.asarray(cv2.resize(footage[1][0], (160, 120)), dtype=np.uint8)
     packets = encode_all(encoder, [(big, 0.0), (small, 0.1)])
     _, _, images = read_back(mux(tmp_path / "resized.ts", encoder.stream, packets))
     assert [image.shape for image in images] == [(240, 320, 3)] * 2
@@ -134,7 +140,7 @@ def test_an_odd_picture_size_is_rounded_down_to_even(
 ) -> None:
     encoder = H264Encoder(321, 241, 10, codec="libx264")
     assert (encoder.stream.width, encoder.stream.height) == (320, 240)
-    odd = cv2.resize(footage[0][0], (321, 241))
+    odd = np.asarray(cv2.resize(footage[0][0], (321, 241)), dtype=np.uint8)
     packets = encode_all(encoder, [(odd, 0.0)])
     _, _, images = read_back(mux(tmp_path / "odd.ts", encoder.stream, packets))
     assert [image.shape for image in images] == [(240, 320, 3)]

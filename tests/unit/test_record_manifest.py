@@ -26,7 +26,7 @@ from edge.record.clips import Clip, export_clip
 from edge.record.index import SegmentIndex
 from edge.record.manifest import build_manifest, write_manifest
 from edge.record.signing import evidence_key
-from tests.unit.recording_footage import CAMERA, T0, recorded
+from tests.support.recording_footage import CAMERA, T0, recorded
 
 CREATED = T0 + 120
 

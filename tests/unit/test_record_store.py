@@ -22,8 +22,8 @@ from edge.record.index import Category, SegmentIndex
 from edge.record.reconcile import reconcile
 from edge.record.recorder import Recorder
 from edge.record.segmenter import Segmenter, start_of
-from tests import disks
-from tests.unit.recording_footage import CAMERA, FPS, T0, h264_footage, recorded
+from tests.support import disks
+from tests.support.recording_footage import CAMERA, FPS, T0, h264_footage, recorded
 
 DAY = 86400.0
 

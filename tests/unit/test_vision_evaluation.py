@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from devkit.evaluation import Recording, TrackRecord, compare, measure_gating
 from edge.detectors.base import Box
-from tests.unit.vision_scenes import ColourDetector, scene
+from tests.support.vision_scenes import ColourDetector, scene
 
 FPS = 10.0
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.vision.masks import PrivacyMask
-from tests.unit.vision_scenes import background
+from tests.support.vision_scenes import background
 
 WINDOW = [(0.5, 0.0), (1.0, 0.0), (1.0, 0.5), (0.5, 0.5)]  # top-right quarter
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from edge.vision.geometry import iou
 from edge.vision.motion import MotionDetector
-from tests.unit.vision_scenes import SIZE, background, scene
+from tests.support.vision_scenes import SIZE, background, scene
 
 
 def person_at(x: float) -> tuple[float, float, float, float]:

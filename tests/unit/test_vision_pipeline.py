@@ -14,7 +14,7 @@ from edge.vision.pipeline import FramePipeline, FrameResult
 from edge.vision.regions import full_frame
 from edge.vision.snapshots import SnapshotStore
 from edge.vision.zones import Zone
-from tests.unit.vision_scenes import SIZE, ColourDetector, read_jpeg, scene
+from tests.support.vision_scenes import SIZE, ColourDetector, read_jpeg, scene
 
 PARKED: Box = (40.0, 380.0, 160.0, 440.0)
 GARDEN = [(0.7, 0.0), (1.0, 0.0), (1.0, 0.6), (0.7, 0.6)]  # a private garden, top right

@@ -7,7 +7,7 @@ from __future__ import annotations
 from edge.detectors.base import Detection
 from edge.vision.geometry import Size, intersection
 from edge.vision.regions import detect_in_regions, full_frame, plan_regions, suppress_duplicates
-from tests.unit.vision_scenes import ColourDetector, scene
+from tests.support.vision_scenes import ColourDetector, scene
 
 FRAME: Size = (1280, 720)
 INPUT: Size = (300, 300)

@@ -20,7 +20,7 @@ from edge.vision.geometry import area, intersection, iou
 from edge.vision.pipeline import FramePipeline
 from edge.vision.snapshots import SnapshotStore
 from edge.vision.zones import Zone
-from tests.unit.vision_scenes import read_jpeg
+from tests.support.vision_scenes import read_jpeg
 
 FPS = 10.0
 WIDTH, HEIGHT = 768, 576

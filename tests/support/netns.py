@@ -8,7 +8,7 @@ so the node and the hub use the same address (and the broker's certificate names
 
 Faults: the uplink's veth taken down and up, and random packet loss both ways with
 nftables (`numgen random mod 100 < N drop`) inside the node namespace. The kernel has no
-netem, so latency and stalls are the fault proxy's job (tests/faultproxy.py).
+netem, so latency and stalls are the fault proxy's job (tests/support/faultproxy.py).
 
 Names carry the owning process id (`sctf-<pid>-<n>-node`), so runs at the same time do
 not collide, and sweep() removes what a killed run left behind.

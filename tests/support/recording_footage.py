@@ -6,7 +6,7 @@ libx264 into an MP4 with a keyframe every `gop` frames, its packets fed to `Segm
 `realtime=False` (wall time follows the packets from `T0`). The H.264 file is encoded once
 per test session for each (seconds, gop, bframes) and shared; the segments are new per call.
 
-    from tests.unit.recording_footage import T0, recorded
+    from tests.support.recording_footage import T0, recorded
 
     def test_something(tmp_path):
         index = recorded(tmp_path / "recordings", seconds=20, segment_s=4)
@@ -83,7 +83,7 @@ def recorded(root: Path, *, seconds: float = 40.0, segment_s: float = 4.0, gop: 
     return index
 
 
-def mux(path: Path, template: VideoStream, packets: Sequence[Packet]) -> Path:
+def mux(path: Path, template: VideoStream, packets: Sequence[Packet[VideoStream]]) -> Path:
     """What the segmenter does: a stream copied from the template, every packet muxed."""
     with av.open(str(path), "w", format="mpegts") as out:
         stream = out.add_stream_from_template(template)
