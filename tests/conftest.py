@@ -9,11 +9,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from devkit.localbroker import LocalBroker
 from tests.support.contract import ContractTap
 from tests.support.hub_clients import Listener
 from tests.support.node import NODE_ID, NodeProcess, node_config
+
+# Tests never assert a wall-clock time: hypothesis' default 200 ms deadline per example
+# fails on a busy shared machine without saying anything about the code.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.fixture
