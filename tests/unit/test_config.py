@@ -308,3 +308,25 @@ def test_a_register_whose_low_is_above_its_high_is_an_error() -> None:
     found = problems(text)
     assert len(found) == 1 and found[0].endswith(
         "register ups_battery: low (50) must be below high (10)"), found
+
+
+def test_the_old_name_of_the_backlog_section_still_loads_and_check_config_says_to_rename_it(
+        tmp_path: Path) -> None:
+    old = GOOD + "outbox: {max_messages: 1000, telemetry_keep_s: 30}\n"
+    warnings: list[str] = []
+    cfg = parse_config(old, source="pole.yaml", warnings=warnings)
+    assert (cfg.backlog.max_messages, cfg.backlog.telemetry_keep_s) == (1000, 30)
+    assert warnings == ["outbox: the old name of the 'backlog' section; rename it to 'backlog'"]
+    path = tmp_path / "pole.yaml"
+    path.write_text(old)
+    run = subprocess.run([sys.executable, "-m", "edge.cli", "check-config", str(path)],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "warning: outbox: the old name of the 'backlog' section" in run.stderr
+    assert f"{path}: ok" in run.stdout
+
+
+def test_both_the_old_and_the_new_name_of_a_section_is_an_error() -> None:
+    found = problems(GOOD + "outbox: {max_messages: 1000}\nbacklog: {max_messages: 2000}\n")
+    assert found == ["outbox: the old name of the 'backlog' section, which is there too: keep "
+                     "only 'backlog'"]
