@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from contract.pole import SensorStats
+from drivers.lifecycle import Lifecycle
 from edge import clock
 from edge.config.pole import ModbusSection
 
@@ -30,19 +31,18 @@ class _Reading:
     at: float  # monotonic
 
 
-class SensorPoller:
+class SensorPoller(Lifecycle):
     """Polls the Modbus bus every `poll_s` in its own thread and keeps the latest readings."""
 
     def __init__(self, bus: SensorBus, poll_s: float) -> None:
+        super().__init__()
         self.bus = bus
         self._poll_s = poll_s
         self._lock = threading.Lock()
         self._latest: dict[str, _Reading] = {}
         self._ok: set[str] = set()
-        self._stop = threading.Event()
         self.polls = 0
-        self._thread = threading.Thread(target=self._run, name="modbus-poll", daemon=True)
-        self._thread.start()
+        self._thread = self._start_thread(self._run, "modbus-poll")
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -66,13 +66,11 @@ class SensorPoller:
                 for reg in self.bus.registers
             }
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
+    def _release(self) -> None:
         self.bus.close()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 readings = self.bus.poll_once()
             except Exception:  # the bus counts its own failures; this is a bug, keep polling
@@ -84,7 +82,7 @@ class SensorPoller:
                 self._ok = set(readings)
                 for name, r in readings.items():
                     self._latest[name] = _Reading(r.value, r.unit, now)
-            self._stop.wait(self._poll_s)
+            self._stopping.wait(self._poll_s)
 
 
 class ModbusSensors:
