@@ -128,10 +128,11 @@ class FirmwareDesk:
             return False
         reply = self._reply_to(self._routes.get(cid) or Reply(id=cid))
         if error:
-            self._answer(reply, self._response(cid, "failed", view, error=error))
-            log.warning("firmware update %s %s: %s", cid, view.stage, error)
+            # The request goes first: once the hub hears `failed`, its next update is taken.
             if request is not None and request.reply.id == cid:
                 handoff.remove(self.folder, handoff.REQUEST)
+            self._answer(reply, self._response(cid, "failed", view, error=error))
+            log.warning("firmware update %s %s: %s", cid, view.stage, error)
             self._routes.pop(cid, None)
             self._queued = self._told = None
             return True
