@@ -137,7 +137,15 @@ def run_scenario(
             p.kill()
             p.wait()
         node.terminate()
-        node.wait(timeout=15)
+        try:
+            node.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # say so, without hiding what failed before
+            node.kill()
+            node.wait()
+            log.close()
+            tail = (workdir / "node.log").read_text(errors="replace")[-4000:]
+            print(f"the node did not stop within 15 s of SIGTERM; its log ends:\n{tail}",
+                  file=sys.stderr)
         hub.close()
         broker.close()
     q = statistics.quantiles(latencies, n=100, method="inclusive")
