@@ -321,9 +321,11 @@ class AlarmPath:
             log.info("alert %s (seq %d) now on disk", alert.id, alert.seq)
 
     def _resend_unacked(self) -> None:
+        # When is on the monotonic clock alone: a step of the wall clock (NTP or GPS after a
+        # cold boot) must not hold a re-send back. An alert delivered before this process
+        # started has no time here and goes again at once; the hub dedupes by id.
         now = clock.monotonic()
-        cutoff = time.time() - self.cfg.timings.ack_retry_s
-        for row in self.outbox.unacked_before(cutoff):
+        for row in self.outbox.unacked():
             with self._lock:
                 due, interval = self._resend_at.get(row.seq, (now, self.cfg.timings.ack_retry_s))
                 if due > now:

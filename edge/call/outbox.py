@@ -111,12 +111,9 @@ class Outbox:
         """Alerts the broker has not accepted yet, oldest first."""
         return self._select("WHERE delivered_at IS NULL ORDER BY seq")
 
-    def unacked_before(self, cutoff: float) -> list[StoredAlert]:
-        """Delivered alerts the hub has not acknowledged, raised before cutoff (unix time)."""
-        return self._select(
-            "WHERE delivered_at IS NOT NULL AND acked_at IS NULL AND created_at < ? ORDER BY seq",
-            (cutoff,),
-        )
+    def unacked(self) -> list[StoredAlert]:
+        """Delivered alerts the hub has not acknowledged, oldest first."""
+        return self._select("WHERE delivered_at IS NOT NULL AND acked_at IS NULL ORDER BY seq")
 
     def get(self, alert_id: str) -> StoredAlert | None:
         rows = self._select("WHERE id = ?", (alert_id,))
