@@ -5,19 +5,21 @@ fits under the budget and above the free-space floor; a periodic sweep deletes u
 footage older than the continuous retention and forgets expired pins. Footage under an
 alert, event or legal-hold pin is never evicted for space: when only pinned footage is left
 and there is still no room, recording pauses and says why, so the disk never fills.
+"Oldest" and "older than" are in recorded time (edge/record/timeline.py), never by the
+wall-clock labels: a step of the wall clock neither ages footage nor keeps it.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from edge.record.index import Segment, SegmentIndex
+from edge.record.timeline import Timeline, clock_of
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,15 @@ class Eviction:
 
 
 class Keeper:
-    """Enforces the budget and continuous retention over one recordings folder."""
+    """Enforces the budget and continuous retention over one recordings folder; `timeline`
+    gives the clocks (the system's; `now` instead: a clock that never steps)."""
 
     def __init__(self, index: SegmentIndex, budget: Budget, *, continuous_days: float,
-                 now: Callable[[], float] = time.time,
-                 disk_usage: Callable[[Path], DiskUsage] | None = None) -> None:
+                 now: Callable[[], float] | None = None,
+                 disk_usage: Callable[[Path], DiskUsage] | None = None,
+                 timeline: Timeline | None = None) -> None:
         self.index, self.budget, self.continuous_days = index, budget, continuous_days
-        self._now = now
+        self.timeline = timeline or Timeline(index, clock_of(now))
         self._disk_usage = disk_usage or (lambda p: DiskUsage(*shutil.disk_usage(p)))
         self.evicted_segments = 0
         self.evicted_bytes = 0
@@ -69,7 +73,7 @@ class Keeper:
 
     def make_room(self, need_bytes: int) -> str:
         """Evict oldest unpinned footage until `need_bytes` more fit; '' or why not."""
-        now = self._now()
+        now = self.timeline.now().rec
         while True:
             disk = self.disk()
             limit = self.budget.limit(disk)
@@ -100,7 +104,11 @@ class Keeper:
 
     def sweep(self) -> Eviction:
         """Delete unpinned footage past its retention; forget pins that expired long ago."""
-        now = self._now()
+        moved = self.timeline.settle()
+        if moved:
+            log.info("the clock is synchronised: footage of earlier boots is %.0f s older than "
+                     "it was counted (the node was off)", moved)
+        now = self.timeline.now().rec
         cutoff = now - self.continuous_days * DAY_S
         count = size = 0
         try:

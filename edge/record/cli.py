@@ -28,6 +28,7 @@ from edge.record.clips import Clip, export_clip
 from edge.record.index import INDEX_FILE, Category, RecordingIndexError, SegmentIndex
 from edge.record.manifest import build_manifest, write_manifest
 from edge.record.signing import evidence_key
+from edge.record.timeline import SystemClock, Timeline
 
 _TIME_HELP = ("ISO 8601 (2026-11-21T14:59:00Z, or with an offset such as +02:00; a time "
               "without an offset is UTC) or unix seconds")
@@ -116,7 +117,7 @@ def _summary(clip: Clip, mpath: Path, manifest: dict[str, Any]) -> dict[str, Any
             "camera": clip.camera, "bytes": clip.bytes, "sha256": clip.sha256,
             "start": manifest["covered"]["start_unix"], "end": manifest["covered"]["end_unix"],
             "gaps": [[g["start_unix"], g["end_unix"]] for g in manifest["gaps"]],
-            "clock_synced": manifest["clock_synced"]}
+            "clock_steps": manifest["clock_steps"], "clock_synced": manifest["clock_synced"]}
 
 
 def _print_summary(clip: Clip, mpath: Path, manifest: dict[str, Any]) -> None:
@@ -125,6 +126,8 @@ def _print_summary(clip: Clip, mpath: Path, manifest: dict[str, Any]) -> None:
     print(f"covered   {utc_iso(clip.start)} to {utc_iso(clip.end)} ({clip.end - clip.start:.1f}"
           f" s from {len(clip.parts)} segment(s), camera {clip.camera})")
     print(f"gaps      {gaps}")
+    for path, step in clip.clock_steps:
+        print(f"clock     stepped {step:+.1f} s before {path}: its times are by the new clock")
     print(f"size      {clip.bytes} bytes")
     print(f"sha256    {clip.sha256}")
     print(f"manifest  {mpath} (signed by key {manifest['key_fingerprint']})")
@@ -174,7 +177,7 @@ def _hold(args: argparse.Namespace) -> int:
             raise _Failed(f"no camera {args.camera!r} in the config or the recordings; "
                           f"there are {', '.join(sorted(cameras)) or 'none'}", 2)
         pin = index.pin(args.camera, start, end, Category.LEGAL_HOLD, args.reason,
-                        now=time.time(), expires=None)
+                        now=Timeline(index, SystemClock()).now(), expires=None)
         held = sum(len(index.between(c, start, end)) for c in
                    ([args.camera] if args.camera else sorted(cameras)))
     finally:
@@ -188,7 +191,8 @@ def _holds(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     index = SegmentIndex(cfg.recording_dir)
     try:
-        pins = [p for p in index.pins(time.time()) if p.category is Category.LEGAL_HOLD]
+        now = Timeline(index, SystemClock()).now()
+        pins = [p for p in index.pins(now.rec) if p.category is Category.LEGAL_HOLD]
     finally:
         index.close()
     for p in pins:
@@ -202,11 +206,12 @@ def _release(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     index = SegmentIndex(cfg.recording_dir)
     try:
-        hold = next((p for p in index.pins(time.time()) if p.id == args.hold
+        now = Timeline(index, SystemClock()).now()
+        hold = next((p for p in index.pins(now.rec) if p.id == args.hold
                      and p.category is Category.LEGAL_HOLD), None)
         if hold is None:
             raise _Failed(f"no legal hold {args.hold} in force (see edge-clip holds)")
-        index.release(hold.id, now=time.time())
+        index.release(hold.id, now=now.rec)
     finally:
         index.close()
     print(f"legal hold {hold.id} released: its footage now follows the normal retention")

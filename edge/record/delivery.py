@@ -20,6 +20,7 @@ from typing import Any
 
 from edge import clock
 from edge.record.index import Category, RecordingIndexError, SegmentIndex
+from edge.record.timeline import SystemClock, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,22 @@ class ClipJob:
     clock_offset_s: float | None = None
 
 
-def wait_for_footage(index: SegmentIndex, job: ClipJob, *,
+def wait_for_footage(index: SegmentIndex, job: ClipJob, timeline: Timeline, *,
                      sleep: Callable[[float], None] = time.sleep) -> None:
     """Wait until the window's end is on disk: a request may reach to now or past it (an
     alert's after-window), and the segment being written is indexed only when it closes.
-    Gives up `2 × segment_s + 5` s after the window's end (a camera that went offline)."""
-    deadline = job.end + 2 * job.segment_s + 5
-    while time.time() < deadline:
-        newest = max((s.end for s in index.between(job.camera, job.start, job.end + 3600)),
-                     default=None)
-        if newest is not None and newest >= job.end:
+    The end is placed in recorded time through the clock in force now, and the wait is on
+    the monotonic clock: a step while waiting neither ends it nor draws it out. Gives up
+    `2 × segment_s + 5` s after the window's end (a camera that went offline)."""
+    now = timeline.now()
+    ahead = max(0.0, job.end - now.wall)
+    wanted = now.rec + (job.end - now.wall)
+    deadline = timeline.clock.read().mono + ahead + 2 * job.segment_s + 5
+    while (left := deadline - timeline.clock.read().mono) > 0:
+        newest = index.newest(job.camera)
+        if newest is not None and newest.rec_end >= wanted:
             return
-        sleep(min(1.0, max(0.0, deadline - time.time())))
+        sleep(min(1.0, left))
 
 
 def deliver(job: ClipJob) -> dict[str, Any]:
@@ -86,15 +91,16 @@ def deliver(job: ClipJob) -> dict[str, Any]:
     manifest_path = out.with_suffix(".manifest.json")
     try:
         # Pinned first, so eviction cannot take a segment while it is being read.
-        now = time.time()
+        timeline = Timeline(index, SystemClock())
+        at = timeline.now()
         index.pin(job.camera, job.start, job.end, Category.ALERT, f"request {job.request_id}",
-                  now=now, expires=now + job.hold_days * DAY_S)
-        wait_for_footage(index, job)
+                  now=at, expires=at.rec + job.hold_days * DAY_S)
+        wait_for_footage(index, job, timeline)
         clip = export_clip(index, job.camera, job.start, job.end, out)
         manifest = build_manifest(clip, node_id=job.node_id, key=evidence_key(job.identity),
                                   clock_synced=job.clock_synced or clock.clock_synced(),
                                   clock_source=job.clock_source,
-                                  clock_offset_s=job.clock_offset_s, created=now)
+                                  clock_offset_s=job.clock_offset_s, created=time.time())
         write_manifest(manifest, manifest_path)
         sent = upload(clip.path, job.upload_url, content_type="video/mp4",
                       resumable=job.resumable)

@@ -4,7 +4,9 @@ A power cut or `kill -9` leaves at most one file per camera without an index row
 segment being written. Its torn tail is cut off at the start of its last packet (which
 may be incomplete); what remains is indexed if it holds a keyframe, else deleted. Rows
 whose file has gone (deleted by eviction just before a crash, or by hand) are dropped. An
-index never names a file that is not whole.
+index never names a file that is not whole. A repaired segment keeps the wall-time label
+its name carries; its recorded time is taken as ending now (when it was recorded is lost
+with the process), so it is never aged early and sorts after everything recorded before.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import av.error
 
 from edge.record.index import SegmentIndex
 from edge.record.segmenter import SEGMENT_SUFFIX, start_of
+from edge.record.timeline import SystemClock, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +34,10 @@ class Reconciled:
     missing: list[str]  # index rows whose file was gone, forgotten
 
 
-def reconcile(index: SegmentIndex, *, camera: str | None = None) -> Reconciled:
+def reconcile(index: SegmentIndex, *, camera: str | None = None,
+              timeline: Timeline | None = None) -> Reconciled:
     """Make the index and the files (of one camera, or all) agree; returns what changed."""
+    timeline = timeline or Timeline(index, SystemClock())
     known = index.paths()
     repaired: list[str] = []
     dropped: list[str] = []
@@ -50,7 +55,9 @@ def reconcile(index: SegmentIndex, *, camera: str | None = None) -> Reconciled:
             dropped.append(rel)
             continue
         duration_s, size, sha256 = found
-        index.add(rel.split("/")[0], start, start + duration_s, rel, size, sha256)
+        now = timeline.now()
+        index.add(rel.split("/")[0], start, start + duration_s, rel, size, sha256,
+                  rec=(now.rec - duration_s, now.rec), boot=now.boot)
         log.warning("recording %s: cut short (power cut or crash); trimmed to %.1f s and kept",
                     rel, duration_s)
         repaired.append(rel)

@@ -10,16 +10,16 @@ while the camera keeps feeding detection.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.config.recording import RecordingSection
-from edge.record.budget import Budget, Keeper
+from edge.record.budget import DAY_S, Budget, Keeper
 from edge.record.index import RecordingIndexError, SegmentIndex
 from edge.record.reconcile import reconcile
 from edge.record.segmenter import RETRY_S, Segmenter
+from edge.record.timeline import Timeline, clock_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 COPY_CODECS = frozenset({"h264", "hevc"})  # what MPEG-TS carries and players expect
 SWEEP_EVERY_S = 300.0  # retention is in days; checking every few minutes is plenty
+SWEEP_SHARE = 0.1  # ...and never less often than a tenth of it (a retention of seconds)
 
 
 def budget_of(cfg: RecordingSection) -> Budget:
@@ -42,13 +43,15 @@ def budget_of(cfg: RecordingSection) -> Budget:
 
 
 class Recorder:
-    """Records camera `camera` into `root` per `cfg`; `realtime` as for the segmenter."""
+    """Records camera `camera` into `root` per `cfg`; `realtime` as for the segmenter. Every
+    wait and interval here is on the monotonic clock (`now`: a clock that never steps)."""
 
     def __init__(self, cfg: RecordingSection, root: Path, camera: str, *, realtime: bool = True,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] | None = None) -> None:
         self.cfg, self.root, self.camera = cfg, root, camera
-        self.realtime, self._now = realtime, now
+        self.realtime, self.clock = realtime, clock_of(now)
         self.index: SegmentIndex | None = None
+        self.timeline: Timeline | None = None
         self.keeper: Keeper | None = None
         self.segmenter: Segmenter | None = None
         self.encoder: H264Encoder | None = None
@@ -61,24 +64,26 @@ class Recorder:
     def _open_index(self) -> bool:
         if self.index is not None:
             return True
-        now = self._now()
+        now = self.clock.read().mono
         if now < self._next_open:
             return False
         try:
             self.index = SegmentIndex(self.root)
-            found = reconcile(self.index, camera=self.camera)
+            self.timeline = Timeline(self.index, self.clock)
+            found = reconcile(self.index, camera=self.camera, timeline=self.timeline)
             if found.repaired or found.dropped:
                 log.warning("camera %s: after an unclean stop, %d segment(s) repaired, %d dropped",
                             self.camera, len(found.repaired), len(found.dropped))
         except (OSError, RecordingIndexError) as e:
             if self.index is not None:
                 self.index.close()
-            self.index = None
+            self.index, self.timeline = None, None
             self._next_open = now + RETRY_S
             self._set_reason(f"cannot open the recordings in {self.root}: {e}")
             return False
         self.keeper = Keeper(self.index, budget_of(self.cfg),
-                             continuous_days=self.cfg.retention_days.continuous, now=self._now)
+                             continuous_days=self.cfg.retention_days.continuous,
+                             timeline=self.timeline)
         self._set_reason("")
         return True
 
@@ -94,7 +99,7 @@ class Recorder:
             self.mode = "copy"
             self.segmenter = Segmenter(self.index, self.camera, source,
                                        segment_s=self.cfg.segment_s, room=self.keeper,
-                                       realtime=self.realtime, now=self._now)
+                                       realtime=self.realtime, timeline=self.timeline)
         else:
             from edge.record.encode import H264Encoder  # only sources without H.264 need it
 
@@ -103,7 +108,7 @@ class Recorder:
                                        fps or 25.0, bitrate=self.cfg.encode_bitrate)
             self.segmenter = Segmenter(self.index, self.camera, self.encoder.stream,
                                        segment_s=self.cfg.segment_s, room=self.keeper,
-                                       realtime=self.realtime, now=self._now)
+                                       realtime=self.realtime, timeline=self.timeline)
             log.info("camera %s gives %s, not H.264: recording through the %s encoder",
                      self.camera, codec, self.encoder.codec_name)
         return self.mode
@@ -128,7 +133,7 @@ class Recorder:
                 return
             self.segmenter = Segmenter(self.index, self.camera, template,
                                        segment_s=self.cfg.segment_s, room=self.keeper,
-                                       realtime=True, now=self._now)
+                                       realtime=True, timeline=self.timeline)
         if self.segmenter is not None:
             self.segmenter.write(packet)
 
@@ -150,10 +155,11 @@ class Recorder:
             self.segmenter.write(packet)
 
     def tick(self) -> None:
-        """Periodic work from the camera loop: retention sweep, reopening a failed index."""
-        now = self._now()
+        """Periodic work from the camera loop: the retention sweep."""
+        now = self.clock.read().mono
         if self.keeper is not None and now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_EVERY_S
+            every = self.cfg.retention_days.continuous * DAY_S * SWEEP_SHARE
+            self._next_sweep = now + min(SWEEP_EVERY_S, every)
             try:
                 swept = self.keeper.sweep()
             except RecordingIndexError as e:
@@ -181,7 +187,7 @@ class Recorder:
         self.stop()
         if self.index is not None:
             self.index.close()
-            self.index = None
+            self.index, self.timeline = None, None
 
     def _set_reason(self, reason: str) -> None:
         if reason and reason != self._reason:
@@ -198,9 +204,9 @@ class Recorder:
             "segments_written": seg.segments if seg else 0,
             "dropped_packets": seg.dropped_packets if seg else 0,
         }
-        if self.index is not None and self.keeper is not None:
+        if self.index is not None and self.keeper is not None and self.timeline is not None:
             try:
-                usage = self.index.usage(self._now())
+                usage = self.index.usage(self.timeline.now().rec)
                 disk = self.keeper.disk()
             except (OSError, RecordingIndexError) as e:
                 out["state"], out["reason"] = "failed", str(e)

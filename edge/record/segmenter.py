@@ -6,11 +6,15 @@ front to back with no index at the end, so a power cut mid-write leaves everythi
 the cut readable (`reconcile` trims the torn tail on the next start). The file is hashed
 while it is written; when it is complete it is synced and only then entered in the index.
 
-Packet times become wall-clock times through a timeline anchored at the first packet; a
-live source whose clock drifts from the node's by more than `REANCHOR_S` is re-anchored and
-starts a new segment. A disk that refuses writes (full, read-only, gone) is reported in
-`state`, the packets are dropped, and writing is tried again every `RETRY_S`; the camera
-and detection go on.
+Packet times are placed on the node's monotonic clock through an anchor at the first packet;
+a live source whose clock drifts from it by more than `REANCHOR_S` is re-anchored and starts
+a new segment. Each segment is labelled (name, index `start`/`end`) by the wall clock in force
+when it starts, and indexed with its recorded time too (`timeline`). A step of the wall clock
+(NTP or GPS setting it) is not a drift: the segment being written keeps its labels to its end,
+and the next one starts at the first keyframe after the step, labelled by the new clock, so
+no picture is lost and no label is rewritten. A disk that refuses writes (full, read-only,
+gone) is reported in `state`, the packets are dropped, and writing is tried again every
+`RETRY_S` (monotonic); the camera and detection go on.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +38,7 @@ from av.packet import Packet
 from av.video.stream import VideoStream
 
 from edge.record.index import RecordingIndexError, Segment, SegmentIndex
+from edge.record.timeline import STEP_S, Reading, Timeline, clock_of
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +98,13 @@ class _HashingFile(io.RawIOBase):
 
 
 class _Open:
-    """The segment being written."""
+    """The segment being written: it starts at monotonic time `mono`, labelled `start` by the
+    wall clock then in force (`offset` = wall minus monotonic)."""
 
-    def __init__(self, path: Path, rel: str, template: VideoStream, start: float,
+    def __init__(self, path: Path, rel: str, template: VideoStream, mono: float, offset: float,
                  first_s: float) -> None:
-        self.path, self.rel, self.start, self.first_s = path, rel, start, first_s
+        self.path, self.rel, self.first_s = path, rel, first_s
+        self.mono, self.offset, self.start = mono, offset, mono + offset
         self.sink = _HashingFile(path)
         try:
             # PAT/PMT once a second, not FFmpeg's 10 per second: 0.7 % of the bytes saved,
@@ -123,8 +130,9 @@ def start_of(path: str) -> float | None:
     parts = path.split("/")
     if len(parts) != 3 or not parts[2].endswith(SEGMENT_SUFFIX):
         return None
+    stem = parts[2][: -len(SEGMENT_SUFFIX)].partition("-")[0]  # "-N": a second of that name
     try:
-        t = datetime.strptime(parts[1] + parts[2][: -len(SEGMENT_SUFFIX)], "%Y%m%d%H%M%S.%f")
+        t = datetime.strptime(parts[1] + stem, "%Y%m%d%H%M%S.%f")
     except ValueError:
         return None
     return t.replace(tzinfo=UTC).timestamp()
@@ -136,16 +144,20 @@ class Segmenter:
     `template` is the source's video stream (codec parameters are copied from it); every
     packet given to `write` belongs to it and is handed back unchanged. `realtime` says the
     packets arrive as they are filmed (a live camera, a file paced at its frame rate); when
-    False (a file read flat out) wall time follows the packets' own clock from the first.
+    False (a file read flat out) time follows the packets' own clock from the first.
+    `timeline` gives the clocks (the system's; `now` instead: a clock that never steps).
     """
 
     def __init__(self, index: SegmentIndex, camera: str, template: VideoStream, *,
                  segment_s: float = 10.0, room: Room | None = None, realtime: bool = True,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] | None = None,
+                 timeline: Timeline | None = None) -> None:
         self.index, self.camera, self.template = index, camera, template
-        self.segment_s, self.room, self.realtime, self._now = segment_s, room, realtime, now
+        self.segment_s, self.room, self.realtime = segment_s, room, realtime
+        self.timeline = timeline or Timeline(index, clock_of(now))
         self._tick_s = 1 / float(template.average_rate or template.guessed_rate or 25)
-        self._anchor: tuple[float, float] | None = None  # (wall, media seconds)
+        self._anchor: tuple[float, float] | None = None  # (monotonic, media seconds)
+        self._offset = 0.0  # wall minus monotonic for the next segment's label
         self._open: _Open | None = None
         self._last_s: float | None = None
         self._failed_until = 0.0
@@ -167,14 +179,16 @@ class Segmenter:
         media_s = float(ts * packet.time_base)
         jumped = self._last_s is not None and abs(media_s - self._last_s) > _GAP_S
         self._last_s = media_s
-        wall = self._wall(media_s)
+        now = self.timeline.clock.read()
+        mono = self._place(media_s, now)
         if packet.is_keyframe and self._open is not None and (
-                jumped or wall - self._open.start >= self.segment_s
-                or wall < self._open.start):
+                jumped or mono - self._open.mono >= self.segment_s or mono < self._open.mono
+                or abs(self._offset - self._open.offset) > STEP_S):
             self._finish()
         elif jumped and self._open is not None:
             self._finish()  # a discontinuity mid-GOP: the rest of the GOP cannot be placed
-        if self._open is None and (not packet.is_keyframe or not self._start(wall, media_s)):
+        if self._open is None and (not packet.is_keyframe
+                                   or not self._start(mono, media_s, now.mono)):
             self._dropped += 1
             return
         if self._open is None:  # opened above, or this packet was dropped
@@ -187,39 +201,44 @@ class Segmenter:
 
     # --- internals ---
 
-    def _wall(self, media_s: float) -> float:
-        now = self._now()
+    def _place(self, media_s: float, now: Reading) -> float:
+        """The packet's monotonic time; notes the wall clock in force for the next label."""
         if self._anchor is None:
-            self._anchor = (now, media_s)
-        wall = self._anchor[0] + (media_s - self._anchor[1])
-        if self.realtime and abs(wall - now) > REANCHOR_S:
-            log.info("camera %s: its clock moved %.1f s from ours; re-anchored", self.camera,
-                     wall - now)
-            self._anchor = (now, media_s)
-            wall = now
-            if self._open is not None:
-                self._finish()
-        return wall
+            self._anchor, self._offset = (now.mono, media_s), now.offset
+        mono = self._anchor[0] + (media_s - self._anchor[1])
+        if self.realtime:
+            self._offset = now.offset  # a file read flat out keeps its first one
+            if abs(mono - now.mono) > REANCHOR_S:
+                log.info("camera %s: its clock moved %.1f s from ours; re-anchored",
+                         self.camera, mono - now.mono)
+                self._anchor = (now.mono, media_s)
+                mono = now.mono
+                if self._open is not None:
+                    self._finish()
+        return mono
 
-    def _start(self, wall: float, media_s: float) -> bool:
-        now = self._now()
-        if now < self._failed_until:
+    def _start(self, mono: float, media_s: float, now_mono: float) -> bool:
+        if now_mono < self._failed_until:
             return False
         if self.room is not None:
             need = self._bytes // self._segments * 2 if self._segments else 16 << 20
             why = self.room.make_room(need)
             if why:
-                return self._fail(f"no room for recording: {why}", now)
-        rel = segment_name(self.camera, wall)
+                return self._fail(f"no room for recording: {why}", now_mono)
+        rel = segment_name(self.camera, mono + self._offset)
         path = self.index.root / rel
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():  # a re-anchored clock can name the same millisecond twice
-                rel = rel.removesuffix(SEGMENT_SUFFIX) + f"-{self._segments}{SEGMENT_SUFFIX}"
+            # A step back or a re-anchored clock can name the same millisecond again.
+            for n in itertools.count(1):
+                if not path.exists():
+                    break
+                rel = segment_name(self.camera, mono + self._offset).removesuffix(
+                    SEGMENT_SUFFIX) + f"-{n}{SEGMENT_SUFFIX}"
                 path = self.index.root / rel
-            self._open = _Open(path, rel, self.template, wall, media_s)
+            self._open = _Open(path, rel, self.template, mono, self._offset, media_s)
         except (OSError, av.error.FFmpegError) as e:
-            return self._fail(f"cannot write {path.parent}: {_why(e)}", now)
+            return self._fail(f"cannot write {path.parent}: {_why(e)}", now_mono)
         return True
 
     def _mux(self, seg: _Open, packet: Packet, media_s: float) -> None:  # type: ignore[type-arg]
@@ -243,12 +262,15 @@ class Segmenter:
         seg, self._open = self._open, None
         if seg is None:
             return None
-        end = seg.start + (seg.end_s - seg.first_s)
+        length = seg.end_s - seg.first_s
+        end = seg.start + length
+        rec = self.timeline.rec(seg.mono)
         try:
             seg.container.close()
             seg.sink.sync_and_close()
             segment = self.index.add(self.camera, seg.start, end, seg.rel, seg.sink.bytes,
-                                     seg.sink.sha256.hexdigest())
+                                     seg.sink.sha256.hexdigest(), rec=(rec, rec + length),
+                                     boot=self.timeline.boot)
         except (OSError, av.error.FFmpegError, RecordingIndexError) as e:
             self._abandon(seg, e)
             return None
@@ -269,9 +291,9 @@ class Segmenter:
         # Read-only or gone: reconcile deals with the file on the next start.
         with contextlib.suppress(OSError):
             seg.path.unlink(missing_ok=True)
-        self._fail(f"writing {seg.rel} failed: {_why(error)}", self._now())
+        self._fail(f"writing {seg.rel} failed: {_why(error)}", self.timeline.clock.read().mono)
 
-    def _fail(self, reason: str, now: float) -> bool:
+    def _fail(self, reason: str, now: float) -> bool:  # now: monotonic
         if reason != self._reason:
             log.error("camera %s: %s; retrying every %.0f s", self.camera, reason, RETRY_S)
         self._reason = reason
