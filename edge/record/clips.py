@@ -9,6 +9,13 @@ restarted (its timestamps jump) or a hole in the recordings stays where it happe
 holes are listed in `Clip.gaps`. A segment whose file no longer matches the hash it was
 indexed with is refused: a node never exports footage changed since it was recorded.
 
+The window is in wall time as the footage is labelled: each segment by the clock in force
+when it was recorded. Segments are taken in the order they were recorded. Where the clock
+was stepped between two of them (their labels moved against their recorded time), the
+footage after the step follows the footage before it directly on the clip's timeline, and
+`Clip.clock_steps` says where and by how much. After a step back, one window can name two
+stretches of footage: both are in the clip, the earlier recorded first.
+
 Every packet of the finished file is read back once to hash what each segment put in the
 clip (`ClipPart.sha256`, in the form the MP4 holds: the muxer rewrites Annex B start codes
 to length prefixes); the evidence manifest signs these.
@@ -40,6 +47,7 @@ from contract.evidence.hashing import (
 )
 from drivers.storage import replace_synced
 from edge.record.index import Segment, SegmentIndex
+from edge.record.timeline import STEP_S
 
 GAP_S = 0.1  # footage missing between two segments for longer than this is a gap
 _QUICK_OPEN = {"probesize": "32", "analyzeduration": "0"}
@@ -69,6 +77,8 @@ class Clip:
     sha256: str
     parts: list[ClipPart]
     gaps: list[tuple[float, float]]  # parts of the requested window with no footage
+    # (segment, seconds): the clock was stepped by that much just before that segment
+    clock_steps: list[tuple[str, float]]
 
 
 def export_clip(index: SegmentIndex, camera: str, start: float, end: float,
@@ -101,8 +111,18 @@ def export_clip(index: SegmentIndex, camera: str, start: float, end: float,
         tmp.unlink(missing_ok=True)
     parts = [ClipPart(segment, first, n, h) for (segment, n), (first, _), h
              in zip(taken, _ranges(counts), hashes, strict=True)]
+    kept = [p.segment for p in parts]
     return Clip(out, camera, (start, end), covered[0], covered[1], size, sha256, parts,
-                _gaps([p.segment for p in parts], start, end))
+                _gaps(kept, start, end), _steps(kept))
+
+
+def clock_step(before: Segment, after: Segment) -> float:
+    """How far the wall clock was stepped between two segments recorded in this order
+    (0 across boots: recorded time cannot tell a step from the time the node was off)."""
+    if before.boot != after.boot:
+        return 0.0
+    step = (after.start - before.end) - (after.rec_start - before.rec_end)
+    return step if abs(step) > STEP_S else 0.0
 
 
 # --- internals ---
@@ -116,8 +136,9 @@ def _write(index: SegmentIndex, segments: list[Segment], start: float, end: floa
     try:
         for segment in segments:
             container, stream, packets = _read(index, segment, probe=clip.out is None)
+            stepped = bool(taken) and clock_step(taken[-1][0], segment) != 0.0
             with container:
-                count = clip.add(segment, stream, packets)
+                count = clip.add(segment, stream, packets, follow=stepped)
             if count:
                 taken.append((segment, count))
         if clip.out is None:
@@ -133,30 +154,35 @@ def _write(index: SegmentIndex, segments: list[Segment], start: float, end: floa
 
 
 class _Timeline:
-    """The MP4 being written; each segment's packets are placed on it by wall time."""
+    """The MP4 being written; each segment's packets are placed on it by wall time, and
+    after a clock step right after the packets before them."""
 
     def __init__(self, tmp: Path, start: float, end: float) -> None:
         self.tmp, self.start, self.end = tmp, start, end
         self.out: OutputContainer | None = None
         self.t0 = self.t_end = 0.0  # covered window
+        self._origin = 0.0  # the wall time at the clip's time 0, for the labels now placed
         self._last_dts: int | None = None
+        self._last_end = 0  # where the last packet placed ends, in the clip's ticks
 
     def add(self, segment: Segment, stream: VideoStream,
-            packets: list[Packet]) -> int:  # type: ignore[type-arg]
-        """Mux the segment's packets that belong in the window; how many there were."""
+            packets: list[Packet], *, follow: bool = False) -> int:  # type: ignore[type-arg]
+        """Mux the segment's packets that belong in the window; how many there were.
+        `follow`: the clock was stepped before this segment; it starts a new stretch."""
         tb = stream.time_base
         if not packets or tb is None:
             return 0
         ref = _ts(packets[0])
         walls = [segment.start + float((_ts(p) - ref) * tb) for p in packets]
         first = 0
-        if self.out is None:
+        if self.out is None or follow:
             keys = [i for i, p in enumerate(packets) if p.is_keyframe]
             if not keys:
                 return 0  # nothing a player could start on
             first = max((i for i in keys if walls[i] <= self.start + _EPS_S),
                         default=keys[0])
-            self.t0 = walls[first]
+        if self.out is None:
+            self.t0 = self._origin = walls[first]
             self.out = av.open(str(self.tmp), "w", format="mp4",
                                options={"movflags": "+faststart"})
             self.out.add_stream_from_template(stream).time_base = tb
@@ -164,12 +190,17 @@ class _Timeline:
         # shown after it; the reference comes along.
         stop = max((i + 1 for i in range(first, len(packets))
                     if walls[i] < self.end - _EPS_S), default=first)
+        if stop == first:
+            return 0
         out_stream = self.out.streams.video[0]
         otb = out_stream.time_base
         if otb is None:  # PyAV sets it when the stream is added
             raise ClipError("the clip's video stream has no time base")
+        if follow:  # these labels are another clock's: carry on from the last packet
+            self._origin = walls[first] - float(self._last_end * otb)
+            self.t0 = min(self.t0, walls[first])
         # The segment's first packet sits at its wall time; never before the one before it.
-        offset = round((walls[first] - self.t0) / otb)
+        offset = round((walls[first] - self._origin) / otb)
         anchor = _ts(packets[first])
         dts0 = offset + _rescale(_dts(packets[first]) - anchor, tb, otb)
         if self._last_dts is not None and dts0 <= self._last_dts:
@@ -182,6 +213,7 @@ class _Timeline:
             p.dts = self._last_dts = offset + _rescale(dts - anchor, tb, otb)
             p.duration = _rescale(p.duration, tb, otb) if p.duration else 0
             p.time_base = otb
+            self._last_end = max(self._last_end, p.pts + (p.duration or 1))
             self.out.mux(p)
         return stop - first
 
@@ -237,10 +269,15 @@ def _ranges(counts: list[int]) -> list[tuple[int, int]]:
     return list(zip(itertools.accumulate([0, *counts[:-1]]), counts, strict=True))
 
 
+def _steps(segments: list[Segment]) -> list[tuple[str, float]]:
+    steps = [(b.path, round(clock_step(a, b), 3)) for a, b in itertools.pairwise(segments)]
+    return [(path, step) for path, step in steps if step]
+
+
 def _gaps(segments: list[Segment], start: float, end: float) -> list[tuple[float, float]]:
     gaps: list[tuple[float, float]] = []
     covered_to = start
-    for s in segments:
+    for s in sorted(segments, key=lambda s: s.start):  # by label: after a step back they overlap
         if s.start - covered_to > GAP_S:
             gaps.append((covered_to, min(s.start, end)))
         covered_to = max(covered_to, s.end)
@@ -253,8 +290,8 @@ def _no_footage(index: SegmentIndex, camera: str, start: float, end: float) -> s
     what = f"no footage from camera {camera!r} between {utc_iso(start)} and {utc_iso(end)}"
     held = index.segments(camera)
     if held:
-        return (f"{what}; its recordings span {utc_iso(held[0].start)} to "
-                f"{utc_iso(held[-1].end)}")
+        return (f"{what}; its recordings span {utc_iso(min(s.start for s in held))} to "
+                f"{utc_iso(max(s.end for s in held))}")
     cameras = sorted({s.camera for s in index.segments()})
     if cameras:
         return f"{what}; it has no recordings at all (cameras recorded: {', '.join(cameras)})"

@@ -40,6 +40,9 @@ def build_manifest(clip: Clip, *, node_id: str, key: Ed25519PrivateKey, clock_sy
         "node": node_id, "camera": clip.camera,
         "requested": window(*clip.requested), "covered": window(clip.start, clip.end),
         "gaps": [window(a, b) for a, b in clip.gaps],
+        # The node's clock was stepped by step_s just before that segment (NTP or GPS setting
+        # it); its times are by the new clock, those before it by the old one.
+        "clock_steps": [{"segment": path, "step_s": step} for path, step in clip.clock_steps],
         "clip": {"file": clip.path.name, "bytes": clip.bytes, "sha256": clip.sha256,
                  "packets": sum(p.packets for p in clip.parts)},
         "clock_synced": clock_synced, "clock_source": clock_source,
