@@ -5,10 +5,18 @@ returns) before it is published, and it counts as delivered only after the broke
 PUBACK. It survives broker outages, `kill -9` and power cuts. Rows stay after delivery
 until the hub's ack and a retention period, so the node can re-send an alert the hub has
 not acknowledged and the LED can show whether a call was taken.
+
+Sequence numbers are never used twice, even for an alert sent from memory because the card
+refused it: before `add` reports that failure, `outbox.seq` (drivers/fullcard.py, written
+in place, so a full card takes it) is made to say how far the numbers went, RESERVE ahead;
+the next start continues above it. Once the table again holds the highest number given,
+the reservation is dropped, and a clean stop writes the exact last number, so the hub sees
+a gap only after a crash while an alert was unsaved, never a number twice.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -16,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.payloads import Alert, AlertKind
+from drivers.fullcard import SeqReserve, open_db_on_full_card
 from drivers.storage import open_db
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -34,6 +45,7 @@ CREATE INDEX IF NOT EXISTS alerts_unacked ON alerts(seq) WHERE acked_at IS NULL;
 """
 
 RETENTION_S = 7 * 24 * 3600  # acknowledged alerts are kept this long for inspection
+RESERVE = 100  # sequence numbers reserved on the card at a time while alerts go unsaved
 
 
 class OutboxError(Exception):
@@ -59,12 +71,18 @@ class Outbox:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._db = _open(path, busy_timeout_s)
         try:
-            self._db = open_db(path, _SCHEMA, synchronous="FULL", timeout_s=busy_timeout_s)
             row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='alerts'").fetchone()
         except sqlite3.Error as e:
-            raise OutboxError(f"cannot open outbox {path}: {e}") from e
-        self._last_seq = int(row[0]) if row else 0
+            self._db.close()
+            raise OutboxError(f"cannot read outbox {path}: {e}") from e
+        self._reserve = SeqReserve(path.with_suffix(".seq"), 1, ahead=RESERVE)
+        if self._reserve.error:
+            log.error("%s: an alert sent while the outbox cannot be written may reuse a "
+                      "sequence number after a restart", self._reserve.error)
+        self._stored_seq = int(row[0]) if row else 0  # highest seq with a row
+        self._last_seq = max(self._stored_seq, self._reserve.values[0])
 
     def next_seq(self) -> int:
         """Reserve the next sequence number (kept even if the write then fails)."""
@@ -79,13 +97,25 @@ class Outbox:
         """Commit an alert durably. Raises OutboxError if it is not on disk.
 
         delivered_at/acked_at are for an alert that reached the hub from memory while the
-        disk refused it."""
-        self._write(
-            "INSERT INTO alerts (seq, id, kind, topic, payload, created_at, delivered_at,"
-            " acked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (alert.seq, alert.id, str(alert.kind), topic, alert.to_bytes(),
-             alert.time.timestamp(), delivered_at, acked_at),
-        )
+        disk refused it. On failure, every sequence number given so far is first recorded
+        as used (see the module's docstring), so the alert may leave from memory."""
+        try:
+            self._write(
+                "INSERT INTO alerts (seq, id, kind, topic, payload, created_at, delivered_at,"
+                " acked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (alert.seq, alert.id, str(alert.kind), topic, alert.to_bytes(),
+                 alert.time.timestamp(), delivered_at, acked_at),
+            )
+        except OutboxError:
+            with self._lock:
+                if not self._reserve.cover(0, self._last_seq):
+                    log.error("%s: alert seq %d leaves unrecorded; its number may be used "
+                              "again after a restart", self._reserve.error, alert.seq)
+            raise
+        with self._lock:
+            self._stored_seq = max(self._stored_seq, alert.seq)
+            if self._stored_seq >= self._last_seq:  # the table has the highest again
+                self._reserve.settle(0, 0)
 
     def mark_delivered(self, seq: int) -> None:
         self._write(
@@ -161,7 +191,11 @@ class Outbox:
                 raise OutboxError(f"outbox {self.path} is not writable: {e}") from e
 
     def close(self) -> None:
+        """Close the store; the numbers given, if the table lacks the last, are written
+        exactly (no reservation left over: no gap after a clean restart)."""
         with self._lock:
+            last = self._last_seq if self._last_seq > self._stored_seq else 0
+            self._reserve.settle(0, last)
             self._db.close()
 
     def _write(self, sql: str, args: tuple[object, ...]) -> None:
@@ -179,3 +213,21 @@ class Outbox:
                 args,
             ).fetchall()
         return [StoredAlert(*row) for row in rows]
+
+
+def _open(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """The store; on a card too full for SQLite's shared-memory file, held by this process
+    alone (the alert path must start on a full card)."""
+    try:
+        return open_db(path, _SCHEMA, synchronous="FULL", timeout_s=busy_timeout_s)
+    except sqlite3.Error as e:
+        # Only the text: the error's traceback would keep the failed connection (and its
+        # lock) open while the store is opened again.
+        why = str(e)
+    try:
+        db = open_db_on_full_card(path, _SCHEMA, synchronous="FULL", timeout_s=busy_timeout_s)
+    except sqlite3.Error as e:
+        raise OutboxError(f"cannot open outbox {path}: {why} (alone: {e})") from None
+    log.warning("outbox %s opened for this process alone (%s: card full?); other programs "
+                "cannot read it until the node stops", path, why)
+    return db

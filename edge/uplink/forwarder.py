@@ -1,6 +1,11 @@
 """Events and telemetry on their way to the hub: written to the backlog (backlog.py) and
 handed to the uplink by the forwarder thread in priority order, behind any waiting alert;
-sent live when the backlog cannot be opened or written."""
+sent live when the backlog cannot be opened or written (numbered on from the backlog's
+numbers; a heartbeat that can neither be stored nor sent now is dropped, not queued).
+
+Each stored message is handed to the uplink once: one the broker took stays out of the
+sending order even when the card refuses to delete it (the delete is tried again every
+DELETE_RETRY_S), so a full card cannot make the node send it again and again."""
 
 from __future__ import annotations
 
@@ -10,14 +15,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from drivers.fullcard import SeqReserve
+from edge import clock
 from edge.call.alarm import Link
 from edge.config.model import BacklogSection
 from edge.counters import Counters
-from edge.uplink.backlog import Backlog, BacklogError, Priority, Queued
+from edge.uplink.backlog import RESERVE, Backlog, BacklogError, Priority, Queued
 
 log = logging.getLogger(__name__)
 
 WINDOW = 16  # messages handed to the uplink and not yet acknowledged, at most
+DELETE_RETRY_S = 2.0  # how often the rows of sent messages the card kept are deleted again
 
 
 class Outgoing:
@@ -35,7 +43,11 @@ class Outgoing:
         self.forwarder = (Forwarder(self.backlog, link, alerts_waiting, counters)
                           if self.backlog is not None else None)
         self._live_lock = threading.Lock()
-        self._live_seq: dict[Priority, int] = {}
+        # Numbers for live messages when there is no backlog to number them: from the card.
+        self._reserve = (SeqReserve(path.with_suffix(".seq"), len(Priority), ahead=RESERVE)
+                         if self.backlog is None else None)
+        self._live_seq = {p: self._reserve.values[p - 1] if self._reserve else 0
+                          for p in Priority}
 
     def send(self, priority: Priority, topic: str, build: Callable[[int], bytes]) -> None:
         """Store a message for the forwarder (`build` makes it from its sequence number);
@@ -48,10 +60,20 @@ class Outgoing:
             except BacklogError as e:
                 self.counters.inc("backlog_errors")
                 log.error("%s: sending live", e)
+        if priority == Priority.TELEMETRY and not self.link.connected:
+            self.counters.inc("telemetry_dropped")  # not piled up in memory for a burst later
+            return
+        self.link.publish(topic, build(self._live_number(priority)), qos=1)
+
+    def _live_number(self, priority: Priority) -> int:
+        if self.backlog is not None:
+            return self.backlog.live_seq(priority)
         with self._live_lock:
-            self._live_seq[priority] = self._live_seq.get(priority, 0) + 1
-            seq = self._live_seq[priority]
-        self.link.publish(topic, build(seq), qos=1)
+            seq = self._live_seq[priority] = self._live_seq[priority] + 1
+            if self._reserve is not None and not self._reserve.cover(priority - 1, seq):
+                log.error("%s: %s seq %d may be used again after a restart",
+                          self._reserve.error, priority.name.lower(), seq)
+        return seq
 
     def counts(self) -> dict[Priority, int]:
         return self.backlog.counts() if self.backlog is not None else {}
@@ -80,6 +102,9 @@ class Outgoing:
         """Close the store, after the uplink has stopped."""
         if self.backlog is not None:
             self.backlog.close()
+        if self._reserve is not None:  # exactly what was given: no gap after a clean restart
+            for p in Priority:
+                self._reserve.settle(p - 1, self._live_seq[p])
 
 
 class Forwarder:
@@ -93,6 +118,7 @@ class Forwarder:
         self._stop = False
         self._in_flight: set[int] = set()
         self._thread: threading.Thread | None = None
+        self._delete_at = 0.0  # monotonic: when to delete sent rows the card kept, again
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
@@ -128,6 +154,10 @@ class Forwarder:
                 time.sleep(1.0)
 
     def _send_some(self) -> None:
+        if self.backlog.undeleted and clock.monotonic() >= self._delete_at:
+            self._delete_at = clock.monotonic() + DELETE_RETRY_S
+            if gone := self.backlog.retry_deletes():
+                log.info("%d sent messages deleted from the backlog at last", gone)
         if not self.link.connected or self._alerts_waiting():
             return
         with self._wake:
@@ -153,8 +183,9 @@ class Forwarder:
                       msg.topic, why)
         try:
             self.backlog.done(msg.rowid, msg.priority)
-        except BacklogError as e:  # sent again later: the hub dedupes
-            log.error("%s", e)
+        except BacklogError as e:  # kept out of the sending order; deleted later
+            self.counters.inc("backlog_errors")
+            log.error("%s: message sent; its row is deleted when the card allows", e)
         with self._wake:
             self._in_flight.discard(msg.rowid)
             self._wake.notify()

@@ -114,3 +114,51 @@ def test_an_unopenable_outbox_says_where(tmp_path: Path) -> None:
     (tmp_path / "o.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(OutboxError, match="cannot open outbox"):
         Outbox(tmp_path / "o.sqlite")
+
+
+def refusing(path: Path) -> sqlite3.Connection:
+    """Another connection holding the write lock: the card refuses the outbox's writes."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    return other
+
+
+def unsaved(box: Outbox, path: Path, n: int) -> list[Alert]:
+    """n alerts raised while the outbox cannot be written: they leave from memory."""
+    other = refusing(path)
+    try:
+        alerts = [make_alert(box) for _ in range(n)]
+        for a in alerts:
+            with pytest.raises(OutboxError):
+                box.add(a, TOPIC)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    return alerts
+
+
+def test_a_number_sent_from_memory_is_not_given_again_after_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path, busy_timeout_s=0.05)
+    box.add(make_alert(box), TOPIC)
+    sent = unsaved(box, path, 2)
+    # No close: the process died. The next start numbers past what left from memory.
+    again = Outbox(path)
+    assert again.next_seq() > max(a.seq for a in sent)
+
+
+def test_a_clean_stop_with_alerts_unsaved_leaves_no_gap_and_no_reuse(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path, busy_timeout_s=0.05)
+    box.add(make_alert(box), TOPIC)
+    sent = unsaved(box, path, 2)
+    box.close()
+    assert Outbox(path).next_seq() == sent[-1].seq + 1 == 4
+
+
+def test_once_the_table_has_the_last_number_again_a_crash_leaves_no_gap(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path, busy_timeout_s=0.05)
+    [a] = unsaved(box, path, 1)
+    box.add(a, TOPIC)  # written once the disk allows, as the alarm path does
+    assert Outbox(path).next_seq() == a.seq + 1 == 2
