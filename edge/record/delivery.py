@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from edge import clock
-from edge.record.index import Category, RecordingIndexError, SegmentIndex
-from edge.record.timeline import SystemClock, Timeline
+from edge.record.index import Category, Moment, RecordingIndexError, SegmentIndex
+from edge.record.timeline import Reading, SystemClock, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +47,30 @@ class ClipJob:
     clock_synced: bool = False
     clock_source: str = "none"
     clock_offset_s: float | None = None
+    # When the request arrived (wall, monotonic): its window's end is placed through the
+    # clock then in force, whatever the clock did while it queued. None: when the export starts.
+    asked: tuple[float, float] | None = None
 
 
 def wait_for_footage(index: SegmentIndex, job: ClipJob, timeline: Timeline, *,
                      sleep: Callable[[float], None] = time.sleep) -> None:
     """Wait until the window's end is on disk: a request may reach to now or past it (an
     alert's after-window), and the segment being written is indexed only when it closes.
-    The end is placed in recorded time through the clock in force now, and the wait is on
-    the monotonic clock: a step while waiting neither ends it nor draws it out. Gives up
-    `2 × segment_s + 5` s after the window's end (a camera that went offline)."""
-    now = timeline.now()
-    ahead = max(0.0, job.end - now.wall)
-    wanted = now.rec + (job.end - now.wall)
-    deadline = timeline.clock.read().mono + ahead + 2 * job.segment_s + 5
+    The end is placed in recorded time through the clock in force when the request came,
+    and the wait is on the monotonic clock: a step while waiting neither ends it nor draws
+    it out. Gives up `2 × segment_s + 5` s after the window's end (a camera gone offline)."""
+    asked = _asked(job, timeline)
+    wanted = timeline.rec(asked.mono) + (job.end - asked.wall)
+    deadline = asked.mono + max(0.0, job.end - asked.wall) + 2 * job.segment_s + 5
     while (left := deadline - timeline.clock.read().mono) > 0:
         newest = index.newest(job.camera)
         if newest is not None and newest.rec_end >= wanted:
             return
         sleep(min(1.0, left))
+
+
+def _asked(job: ClipJob, timeline: Timeline) -> Reading:
+    return Reading(*job.asked) if job.asked is not None else timeline.clock.read()
 
 
 def deliver(job: ClipJob) -> dict[str, Any]:
@@ -92,7 +98,8 @@ def deliver(job: ClipJob) -> dict[str, Any]:
     try:
         # Pinned first, so eviction cannot take a segment while it is being read.
         timeline = Timeline(index, SystemClock())
-        at = timeline.now()
+        asked = _asked(job, timeline)
+        at = Moment(asked.wall, timeline.rec(asked.mono), timeline.boot)
         index.pin(job.camera, job.start, job.end, Category.ALERT, f"request {job.request_id}",
                   now=at, expires=at.rec + job.hold_days * DAY_S)
         wait_for_footage(index, job, timeline)

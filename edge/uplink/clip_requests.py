@@ -45,6 +45,7 @@ class ClipRequests:
         from edge.record.delivery import ClipJob, deliver  # the child imports the video side
 
         sync = clock.sync_state()
+        asked_mono = clock.monotonic()  # the window's end is placed through the clock of now
         job = ClipJob(
             request_id=request.id, node_id=self.cfg.node.id, camera=request.camera,
             start=request.start.timestamp(), end=request.end.timestamp(),
@@ -53,6 +54,7 @@ class ClipRequests:
             hold_days=self.cfg.recording.retention_days.alert, resumable=request.resumable,
             segment_s=self.cfg.recording.segment_s, clock_synced=sync.synced,
             clock_source=sync.source, clock_offset_s=sync.offset_s,
+            asked=(time.time(), asked_mono),
         )
         with self._lock:
             busy = self._queued >= MAX_QUEUED

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -195,33 +196,58 @@ def add(index: SegmentIndex, timeline: Timeline, n: int, mono: float, label: flo
               rec=(timeline.rec(mono), timeline.rec(mono + 2)), boot=timeline.boot)
 
 
+class Camera:
+    """Closes a 2 s segment whenever the clock has passed its end: `sleep` for the wait."""
+
+    def __init__(self, index: SegmentIndex, clock: SteppedClock, timeline: Timeline,
+                 step: float = 0.0) -> None:
+        self.index, self.clock, self.timeline, self.step = index, clock, timeline, step
+        self.recorded = [clock.mono]  # closed up to here
+        self.sleeps: list[float] = []
+
+    def sleep(self, s: float) -> None:
+        self.sleeps.append(s)
+        self.clock.mono += s
+        if len(self.sleeps) == 1:
+            self.clock.offset += self.step  # the clock steps while the export waits
+        while self.clock.mono >= self.recorded[-1] + 2:
+            at = self.recorded[-1]
+            add(self.index, self.timeline, len(self.recorded), at, at + self.clock.offset)
+            self.recorded.append(at + 2)
+
+
 @pytest.mark.parametrize("step", [HOUR, -HOUR], ids=["ahead an hour", "back an hour"])
 def test_the_wait_for_a_windows_end_runs_on_recorded_time(index: SegmentIndex,
                                                             step: float) -> None:
     clock = SteppedClock()
     timeline = Timeline(index, clock)
     add(index, timeline, 0, M0 - 2, T0 - 2 + HOUR)  # stamped by a clock an hour ahead
-    recorded = [M0]  # the camera has closed a segment up to here
-    sleeps: list[float] = []
+    camera = Camera(index, clock, timeline, step)
 
-    def sleep(s: float) -> None:  # a segment closes every 2 s; the clock steps at the first
-        sleeps.append(s)
-        clock.mono += s
-        if len(sleeps) == 1:
-            clock.offset += step
-        while clock.mono >= recorded[-1] + 2:
-            add(index, timeline, len(recorded), recorded[-1], recorded[-1] + clock.offset)
-            recorded.append(recorded[-1] + 2)
-
-    wait_for_footage(index, job(T0 + 4), timeline, sleep=sleep)  # to 4 s from now
+    wait_for_footage(index, job(T0 + 4), timeline, sleep=camera.sleep)  # to 4 s from now
     newest = index.newest(CAMERA)
     assert newest is not None and newest.rec_end == timeline.rec(M0 + 4)
-    assert sum(sleeps) == 4, "until the end was recorded, neither at once nor an hour"
+    assert sum(camera.sleeps) == 4, "until the end was recorded, neither at once nor an hour"
 
-    sleeps.clear()
-    recorded.append(float("inf"))  # the camera went offline: the wait ends by the monotonic clock
-    wait_for_footage(index, job(clock.read().wall + 4), timeline, sleep=sleep)
-    assert sum(sleeps) == pytest.approx(4 + 2 * 2 + 5)
+    camera.sleeps.clear()
+    camera.recorded.append(float("inf"))  # the camera went offline: the wait gives up on
+    wait_for_footage(index, job(clock.read().wall + 4), timeline, sleep=camera.sleep)
+    assert sum(camera.sleeps) == pytest.approx(4 + 2 * 2 + 5)  # the monotonic clock
+
+
+def test_a_queued_request_is_placed_through_the_clock_it_arrived_under(
+        index: SegmentIndex) -> None:
+    clock = SteppedClock()
+    timeline = Timeline(index, clock)
+    arrived = clock.read()  # the hub asks for the next 4 s; the export starts 3 s later,
+    clock.mono += 3  # after the clock stepped back an hour
+    clock.offset -= HOUR
+    camera = Camera(index, clock, timeline)
+    camera.recorded[-1] = M0
+
+    late = replace(job(arrived.wall + 4), asked=(arrived.wall, arrived.mono))
+    wait_for_footage(index, late, timeline, sleep=camera.sleep)
+    assert sum(camera.sleeps) == 1, "until 4 s after it arrived, not an hour and 4 s"
 
 
 def test_a_reboot_carries_recorded_time_on_and_the_synchronised_clock_adds_the_time_off(
