@@ -99,6 +99,7 @@ class Backlog:
         self._last = {k: max(self._stored[k], self._reserve.values[k - 1]) for k in Priority}
         self._sent = InPlaceRecord(path.with_suffix(".sent"), 1 + MAX_UNDELETED)
         self._undeleted: dict[int, Priority] = {}  # sent, but the row would not go
+        self._sent_unsaved = False  # _undeleted has changed since backlog.sent was written
         self._load_sent()
 
     def _load_sent(self) -> None:
@@ -214,14 +215,22 @@ class Backlog:
                 cur = self._db.execute("DELETE FROM messages WHERE rowid = ?", (rowid,))
             except sqlite3.Error as e:
                 self._undeleted[rowid] = priority
-                self._write_sent()
+                self._sent_unsaved = True  # on the card by `save_sent`, off this thread
                 raise BacklogError(f"cannot write {self.path}: {e}") from e
             if cur.rowcount:
                 self._count[priority] -= 1
 
+    def save_sent(self) -> None:
+        """Put the sent rows that could not be deleted on the card (`backlog.sent`), so
+        that a restart does not send them again; a no-op when nothing changed."""
+        with self._lock:
+            if self._sent_unsaved:
+                self._write_sent()
+
     def _write_sent(self) -> None:
         entries = [rowid << 2 | int(p) for rowid, p in self._undeleted.items()]
-        if not self._sent.write([len(entries), *entries]):
+        self._sent_unsaved = not self._sent.write([len(entries), *entries])
+        if self._sent_unsaved:
             log.error("%s: after a restart, %d messages already sent may be sent once more",
                       self._sent.error, len(entries))
 
@@ -268,6 +277,8 @@ class Backlog:
         """Close the store; numbers given live past the table's are written exactly (no
         reservation left over: no gap after a clean restart)."""
         with self._lock:
+            if self._sent_unsaved:
+                self._write_sent()
             for k in Priority:
                 self._reserve.settle(k - 1, self._last[k] if self._last[k] > self._stored[k]
                                      else 0)

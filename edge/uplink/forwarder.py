@@ -154,6 +154,7 @@ class Forwarder:
                 time.sleep(1.0)
 
     def _send_some(self) -> None:
+        self.backlog.save_sent()  # here, not on the network thread that saw the PUBACK
         if self.backlog.undeleted and clock.monotonic() >= self._delete_at:
             self._delete_at = clock.monotonic() + DELETE_RETRY_S
             if gone := self.backlog.retry_deletes():

@@ -131,6 +131,10 @@ def test_after_a_restart_a_sent_message_whose_row_stayed_is_not_sent_again(
     try:
         with pytest.raises(BacklogError):
             b.done(first.rowid, first.priority)
+        b.save_sent()  # as the forwarder does on its next pass
+        crashed = Backlog(path, max_messages=1000, telemetry_keep_s=60)  # b never closed
+        assert [json.loads(r.payload)["seq"] for r in crashed.next(10, set())] == [2]
+        crashed.close()
         b.close()  # stopped while the card still refused the delete
         again = Backlog(path, max_messages=1000, telemetry_keep_s=60)
         assert [json.loads(r.payload)["seq"] for r in again.next(10, set())] == [2]
