@@ -128,8 +128,8 @@ class _Feed:
             self.link.send("recording", self.recorder.report())
 
 
-def run(job: CameraJob, conn: Connection, beat: Beat) -> None:  # type: ignore[type-arg]
-    """Process entry point (multiprocessing, spawn)."""
+def run(job: CameraJob, conn: Connection, beat: Beat) -> None:
+    """Process entry point (from `worker_common.serve`)."""
     name = f"camera {job.camera.name}"
     start_worker(name, job.nice, job.log_level)
     link = WorkerLink(conn, beat, name)

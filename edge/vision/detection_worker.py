@@ -51,8 +51,8 @@ class _Stats:
         }
 
 
-def run(job: DetectionJob, conn: Connection, beat: Beat) -> None:  # type: ignore[type-arg]
-    """Process entry point (multiprocessing, spawn)."""
+def run(job: DetectionJob, conn: Connection, beat: Beat) -> None:
+    """Process entry point (from `worker_common.serve`)."""
     name = f"detector {job.camera.name}"
     start_worker(name, job.nice, job.log_level)
     link = WorkerLink(conn, beat, name)

@@ -6,19 +6,23 @@ reads their pipes, hands events to the node, keeps the per-camera telemetry, and
 a worker that exits or whose heartbeat goes stale (hung), so a crash or a hang costs at
 most `hang_timeout_s` plus a restart. The call button never depends on any of this:
 nothing here runs in the alarm path, and workers run at a lower priority.
+
+That thread starts and stops every worker, and is the only one that does: a worker dies
+when the thread that started it ends (the kernel's parent-death signal), so the workers
+live no longer than their supervisor, and never longer than the node however it dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing as mp
+import subprocess
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 from contract.payloads import CameraStats, RecordingStats
@@ -27,13 +31,14 @@ from edge.config.vision import CameraSection
 from edge.counters import Counters
 from edge.vision.events import VisionEvent
 from edge.vision.ringblock import RingBlock
-from edge.vision.worker_common import CameraJob, DetectionJob, launch
+from edge.vision.worker_common import Beat, CameraJob, DetectionJob, start
 
 log = logging.getLogger(__name__)
 
 RING_MAX = (1920, 1080)  # larger frames are scaled down to fit before detection
 RING_SLOTS = 3
 RESTART_PAUSE_S = 1.0  # between a worker's death and its restart; keeps a crash loop cheap
+STOP_GRACE_S = 3.0  # for stopping workers to send their last messages, before they are killed
 STATS_WINDOW_S = 10.0  # frame rates are over the last 10 s
 EVENTS_WINDOW_S = 60.0
 
@@ -45,9 +50,9 @@ class _Worker:
     kind: str  # "camera" or "detector"
     module: str  # the worker's module, imported by the child only
     job: Any
-    process: BaseProcess | None = None
+    process: subprocess.Popen[bytes] | None = None
     conn: Connection | None = None
-    beat: Any = None
+    beat: Beat | None = None
     restarts: int = 0
     down_since: float | None = None
 
@@ -81,10 +86,8 @@ class VisionSupervisor:
         self.cfg = cfg
         self.on_event = on_event
         self.counters = counters
-        self._ctx = mp.get_context("spawn")  # never fork the threaded main process
-        self._stop = threading.Event()
+        self._stopping = threading.Event()  # workers are being stopped: do not restart them
         self._thread = threading.Thread(target=self._run, name="vision", daemon=True)
-        self._stopping = False  # workers are being stopped: do not restart them
         self.cameras: dict[str, _CameraState] = {}
         snapshot_dir = cfg.data_dir / "snapshots" if cfg.vision.snapshots else None
         timeout = max(1.0, cfg.vision.hang_timeout_s - 2.0)
@@ -108,32 +111,22 @@ class VisionSupervisor:
     # --- life cycle (main thread) ---
 
     def start(self) -> None:
-        for state in self.cameras.values():
-            for worker in state.workers:
-                self._spawn(state, worker)
+        """Start the supervisor thread; it starts the workers."""
         self._thread.start()
 
     def alive(self) -> bool:
         return not self.cameras or self._thread.is_alive()
 
     def stop(self) -> None:
-        """Stop the workers (their last `end` events still reach the node), then the thread."""
-        self._stopping = True
-        procs = [w.process for s in self.cameras.values() for w in s.workers if w.process]
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-        # The supervisor thread keeps draining meanwhile; a pipe is done once it read its EOF.
-        deadline = time.monotonic() + 3.0
-        workers = [w for s in self.cameras.values() for w in s.workers]
-        while any(w.conn is not None for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self._stop.set()
+        """Have the supervisor thread stop the workers (SIGTERM; their last `end` events still
+        reach the node; killed after STOP_GRACE_S) and end, and wait for it."""
+        self._stopping.set()
         if self._thread.is_alive():
-            self._thread.join(5)
+            self._thread.join(STOP_GRACE_S + 5)
         for state in self.cameras.values():
-            for worker in state.workers:
-                self._reap(worker, wait_s=1.0)
+            if not self._thread.is_alive():  # else it still owns them; they die with it
+                for worker in state.workers:
+                    self._reap(worker, wait_s=0)
             if state.ring is not None:
                 state.ring.close()
 
@@ -152,40 +145,54 @@ class VisionSupervisor:
         else:
             state.skipped_before += state.det.get("skipped", 0.0)
             state.detected.clear()
-        ours, theirs = self._ctx.Pipe(duplex=False)
-        worker.beat = self._ctx.Value("d", time.monotonic(), lock=False)
-        worker.process = self._ctx.Process(
-            target=launch, args=(worker.module, worker.job, theirs, worker.beat),
-            name=f"{state.cfg.name}-{worker.kind}", daemon=True,
-        )
-        worker.process.start()
+        started = start(worker.module, worker.job)
+        worker.process, worker.conn, worker.beat = started.process, started.conn, started.beat
         log.info("camera %s: %s worker started (pid %s)", state.cfg.name, worker.kind,
                  worker.process.pid)
-        theirs.close()
-        worker.conn = ours
         worker.down_since = None
 
     def _reap(self, worker: _Worker, wait_s: float) -> None:
         if worker.process is not None:
-            worker.process.join(wait_s)
-            if worker.process.is_alive():
+            try:
+                worker.process.wait(wait_s)
+            except subprocess.TimeoutExpired:
                 worker.process.kill()
-                worker.process.join(2)
-            worker.process.close()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    worker.process.wait(2)
             worker.process = None
         if worker.conn is not None:
             worker.conn.close()
             worker.conn = None
+        worker.beat = None
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
+                self._watch()  # first: the first pass starts the workers
                 self._drain(timeout=0.25)
-                self._watch()
             except Exception:
                 self.counters.inc("vision_supervisor_errors")
                 log.exception("vision supervisor step failed")
-                self._stop.wait(0.5)
+                self._stopping.wait(0.5)
+        self._wind_down()
+
+    def _wind_down(self) -> None:
+        """SIGTERM to every worker, their last messages drained, then the stragglers killed."""
+        workers = [w for s in self.cameras.values() for w in s.workers]
+        for worker in workers:
+            if worker.process is not None and worker.process.poll() is None:
+                worker.process.terminate()
+        # A pipe is done once its EOF is read: the worker has sent all it will.
+        deadline = time.monotonic() + STOP_GRACE_S
+        while any(w.conn is not None for w in workers) and time.monotonic() < deadline:
+            try:
+                self._drain(timeout=0.1)
+            except Exception:
+                log.exception("vision supervisor: draining stopping workers failed")
+                break
+        deadline += 1.0  # for a worker whose pipe is closed to exit, before it is killed
+        for worker in workers:
+            self._reap(worker, wait_s=max(0.0, deadline - time.monotonic()))
 
     def _drain(self, timeout: float) -> None:
         owners: dict[int, tuple[_CameraState, _Worker, Connection]] = {
@@ -193,7 +200,7 @@ class VisionSupervisor:
             for w in state.workers if w.conn is not None
         }
         if not owners:
-            self._stop.wait(timeout)
+            self._stopping.wait(timeout)
             return
         ready = wait([conn for *_, conn in owners.values()], timeout)
         for ready_conn in ready:
@@ -236,29 +243,37 @@ class VisionSupervisor:
         now = time.monotonic()
         for state in self.cameras.values():
             for worker in state.workers:
-                proc = worker.process
-                if proc is None:
-                    continue
-                if proc.is_alive() and now - worker.beat.value > self.cfg.vision.hang_timeout_s:
-                    log.error("camera %s %s worker hung for %.0f s: killing it",
-                              state.cfg.name, worker.kind, now - worker.beat.value)
-                    self.counters.inc("vision_worker_hangs")
-                    proc.kill()
-                    proc.join(2)
-                if proc.is_alive() or self._stopping:
-                    continue
-                if worker.down_since is None:
-                    worker.down_since = now
-                    log.error("camera %s %s worker exited (code %s); restarting",
-                              state.cfg.name, worker.kind, proc.exitcode)
-                    if worker.kind == "camera":
-                        state.online = False
-                        state.reason = f"camera worker exited ({proc.exitcode})"
-                if now - worker.down_since >= RESTART_PAUSE_S:
-                    self._reap(worker, wait_s=0)
-                    worker.restarts += 1
-                    self.counters.inc("vision_worker_restarts")
+                if self._stopping.is_set():
+                    return
+                if worker.process is None or worker.beat is None:  # not started, or failed to
                     self._spawn(state, worker)
+                else:
+                    self._check(state, worker, worker.process, worker.beat.value, now)
+
+    def _check(self, state: _CameraState, worker: _Worker, proc: subprocess.Popen[bytes],
+               beat: float, now: float) -> None:
+        """Kill a hung worker; restart one that has exited, RESTART_PAUSE_S after its exit."""
+        if proc.poll() is None and now - beat > self.cfg.vision.hang_timeout_s:
+            log.error("camera %s %s worker hung for %.0f s: killing it",
+                      state.cfg.name, worker.kind, now - beat)
+            self.counters.inc("vision_worker_hangs")
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2)
+        if proc.poll() is None:
+            return
+        if worker.down_since is None:
+            worker.down_since = now
+            log.error("camera %s %s worker exited (code %s); restarting",
+                      state.cfg.name, worker.kind, proc.returncode)
+            if worker.kind == "camera":
+                state.online = False
+                state.reason = f"camera worker exited ({proc.returncode})"
+        if now - worker.down_since >= RESTART_PAUSE_S:
+            self._reap(worker, wait_s=0)
+            worker.restarts += 1
+            self.counters.inc("vision_worker_restarts")
+            self._spawn(state, worker)
 
     # --- telemetry (any thread) ---
 
