@@ -32,6 +32,17 @@ class TlsSection(BaseModel):
         return TlsSection(ca=base / self.ca, cert=base / self.cert, key=base / self.key)
 
 
+def certificate_name(cert: Path) -> str:
+    """The CN of a PEM certificate: the MQTT user name the hub's broker gives its holder, and
+    its client id there too (`use_username_as_clientid`), whatever id the client asks for."""
+    from cryptography import x509  # only tools and consoles read names; the uplink never does
+    from cryptography.x509.oid import NameOID
+
+    loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    value = loaded.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    return value if isinstance(value, str) else value.decode()
+
+
 def make_client(client_id: str, tls: TlsSection | None) -> mqtt.Client:
     """A paho MQTT 5 client with VERSION2 callbacks, mutual TLS if given, and Nagle off."""
     c = mqtt.Client(

@@ -1,13 +1,18 @@
-"""The city's certificate authority for the hub's broker: one CA, one certificate per pole.
+"""The city's certificate authority for the hub's broker: one CA, one certificate per pole and
+per hub consumer.
 
 The broker trusts only this CA and takes each client's MQTT username from its certificate's
-common name (`use_identity_as_username`), so a pole's CN is its node id and the ACL gives it
-its own `poles/<node-id>/...` topics only; the CN `hub` is the hub's identity. Keys are EC
+common name (`use_identity_as_username`) and makes it the client id too
+(`use_username_as_clientid`), so a pole's CN is its node id, its session is its own and the
+ACL gives it its own `poles/<node-id>/...` topics only. Each of the hub's consumers has a
+certificate of its own named `hub.<role>` (e.g. `hub.console`), granted the hub's rights by
+name in the broker's ACL; no node id can be such a name (node ids have no '.'). Keys are EC
 P-256, signatures SHA-256, private keys PEM (PKCS#8) written with mode 0600.
 
     ca = make_ca(Path("ca"))                                   # ca/ca.crt, ca/ca.key
     issue(ca, "server", Path("broker"), server_names=["hub.city.example"])
     pole_files(ca, "kherson-0042", Path("out"))                # out/ca.crt, node.crt, node.key
+    hub_files(ca, "hub.console", Path("hub"))    # hub/ca.crt, hub.console.crt, hub.console.key
 
 `edge-pki` is the same for technicians (see docs/hub-broker.md).
 """
@@ -30,14 +35,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from contract.link import TlsSection
+from contract.link import TlsSection, certificate_name
 from drivers.storage import write_new, write_whole
 
-HUB = "hub"  # the hub's identity: reads every pole, writes acks and commands
+# The hub's consumers are named `hub.<role>`: the '.' is what no node id has. `hub` alone is
+# no pole's name either (it was the one name all the hub's clients once shared).
+HUB = "hub"
 # A CN becomes an MQTT username and a file name: no '/', '+', '#' (the ACL's %u would
 # refuse them), nothing a shell or file system would read differently. X.509 caps CN at 64.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _POLE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # NodeId in contract/payloads.py
+_HUB_NAME = re.compile(rf"^{HUB}\.[a-z0-9][a-z0-9-]{{0,59}}$")  # a role: as a node id
 
 
 class PkiError(RuntimeError):
@@ -130,11 +138,28 @@ def pole_files(ca: Issued, node_id: str, directory: Path, *, days: int = 365) ->
     return TlsSection(ca=directory / "ca.crt", cert=files.cert, key=files.key)
 
 
+def is_hub_name(name: str) -> bool:
+    """Whether `name` is one of the hub's consumers (`hub.<role>`, role in the letters of a
+    node id). No pole's node id is: NodeId allows no '.'."""
+    return bool(_HUB_NAME.match(name))
+
+
+def hub_files(ca: Issued, name: str, directory: Path, *, days: int = 365) -> TlsSection:
+    """A new certificate for the hub's consumer `name` (`hub.<role>`): `directory` gets
+    ca.crt, <name>.crt and <name>.key, what `edge-hub --tls-ca/--tls-cert/--tls-key` take.
+    The broker grants it the hub's rights only once its ACL has a `user <name>` block."""
+    if not is_hub_name(name):
+        raise PkiError(f"{name!r} is not a hub consumer's name: {HUB}.<role>, the role in "
+                       f"lower-case letters, digits and '-' (e.g. {HUB}.console-2)")
+    files = issue(ca, name, directory, days=days)
+    shutil.copyfile(ca.cert, directory / "ca.crt")
+    return TlsSection(ca=directory / "ca.crt", cert=files.cert, key=files.key)
+
+
 def common_name(cert: Path) -> str:
-    """The CN of a certificate file: the MQTT username the broker gives its holder."""
-    loaded = x509.load_pem_x509_certificate(cert.read_bytes())
-    value = loaded.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    return value if isinstance(value, str) else value.decode()
+    """The CN of a certificate file: the MQTT username, and client id, the broker gives
+    its holder."""
+    return certificate_name(cert)
 
 
 def _now() -> dt.datetime:
@@ -198,8 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("node_id", help="the pole's node id; it becomes the certificate's CN")
     a.add_argument("out_dir", type=Path)
     a.add_argument("--days", type=int, default=365)
-    a = sub.add_parser("hub", help=f"the hub's client certificate (CN {HUB}) in OUT_DIR")
+    a = sub.add_parser("hub", help="a certificate for one of the hub's consumers in OUT_DIR: "
+                       "ca.crt, NAME.crt, NAME.key (the broker's acl must name it)")
     a.add_argument("ca_dir", type=Path)
+    a.add_argument("name", help=f"{HUB}.<role>, e.g. {HUB}.console: its MQTT user name and "
+                   "client id; one certificate per program")
     a.add_argument("out_dir", type=Path)
     a.add_argument("--days", type=int, default=365)
     a = sub.add_parser("server", help="the broker's server certificate (server.crt, "
@@ -219,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             tls = pole_files(_ca_in(args.ca_dir), args.node_id, args.out_dir, days=args.days)
             made = Issued(cert=tls.cert, key=tls.key)
         elif args.command == "hub":
-            made = issue(_ca_in(args.ca_dir), HUB, args.out_dir, days=args.days)
+            tls = hub_files(_ca_in(args.ca_dir), args.name, args.out_dir, days=args.days)
+            made = Issued(cert=tls.cert, key=tls.key)
         else:
             made = issue(_ca_in(args.ca_dir), "server", args.out_dir, days=args.days,
                          server_names=args.names)
