@@ -1,8 +1,9 @@
 """The hub's side of the fleet benchmark: one consumer that reads every pole and acks alerts.
 
-Like the hub (hub/), it holds the certificate with CN `hub`, keeps a persistent session
-(alerts published while it is away are queued for it by the broker), validates every
-payload against the contract models, drops duplicate alerts by id and acks every copy on
+Like each of the hub's consumers (hub/), it holds a certificate of its own (hub.<role>: its
+client id and its session on the hub's broker), keeps a persistent session (alerts
+published while it is away are queued for it by the broker), validates every payload
+against the contract models, drops duplicate alerts by id and acks every copy on
 `poles/<node>/ack`. Alert latency is its receive time minus the alert's own `time`: the
 poles and the hub share the host's clock.
 """
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from contract.payloads import Ack, Alert, Heartbeat, Status
 from contract.topics import ROOT, NodeTopics, parse
 from devkit.localbroker import LocalBroker
+from provisioning.pki import HUB
 
 SUBSCRIPTIONS = [f"{ROOT}/+/alert", f"{ROOT}/+/telemetry", f"{ROOT}/+/status"]
 
@@ -37,8 +39,8 @@ class FleetHub:
         self.connects = 0
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        # CN `hub` on a secure broker, plain MQTT on a plaintext one
-        self.client = broker.client("hub", client_id="fleet-hub")
+        # a hub consumer's certificate on a secure broker, plain MQTT on a plaintext one
+        self.client = broker.client(HUB, client_id="fleet-hub")
         self.client.max_inflight_messages_set(100)
         self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = self._on_connect

@@ -13,6 +13,10 @@ Two modes:
   appended (started as root, mosquitto would switch to a user that cannot read the keys).
   The work dir gets its own PKI (provisioning.pki): a CA, the broker's server certificate for
   `host`, 127.0.0.1 and localhost, and client certificates on demand (`identity`).
+  The reference config makes a client's id its certificate's name, so every hub-side client
+  needs a hub consumer's certificate of its own: `hub_identity()` hands out the names the
+  reference ACL grants the hub's rights (hub.<role>), a new one per consumer; `client(HUB)`,
+  `tls(HUB)` and `hub_tls` do the same.
 
 `wrap` is a command prefix for the broker (e.g. `ip netns exec ns-broker`); readiness is
 a TCP connect to host:port from this process, so a broker in a network namespace reached
@@ -107,6 +111,8 @@ class LocalBroker:
         self._wrap = list(wrap)
         self._proc: subprocess.Popen[bytes] | None = None
         self._identities: dict[str, TlsSection] = {}
+        self._hub_keys: dict[str, str] = {}  # hub_identity's key → the hub name it got
+        self._handed_out: set[str] = set()  # hub names hub_identity gave a consumer
         if bind is None and _loopback(host):
             bind = host
         if secure:
@@ -135,36 +141,80 @@ class LocalBroker:
     # --- identities (secure mode) ---
 
     def identity(self, name: str) -> TlsSection:
-        """Mutual TLS files for a client whose certificate CN (its MQTT username) is `name`:
-        a node id, or `hub`. Issued once per broker and kept."""
-        if not self.secure:
-            raise RuntimeError("a plaintext LocalBroker has no certificates; use secure=True")
+        """Mutual TLS files for a client whose certificate CN (its MQTT username and, on the
+        reference config, its client id) is `name`: a node id, or a hub consumer's name.
+        Issued once per broker and kept: every client given it shares one session."""
+        self._need_certificates()
+        if name == pki.HUB:
+            raise ValueError(f"no client is named {pki.HUB!r}: each of the hub's consumers "
+                             "has its own name; use hub_identity()")
+        if name in self._handed_out:
+            raise ValueError(f"{name} is held by a hub consumer hub_identity() made on this "
+                             "broker; a second client with it would take its session")
+        return self._issue(name)
+
+    def _issue(self, name: str) -> TlsSection:
         if name not in self._identities:
             issued = pki.issue(self.ca, name, self.dir / "clients")
             self._identities[name] = TlsSection(ca=self.ca.cert, cert=issued.cert, key=issued.key)
         return self._identities[name]
 
+    def hub_names(self) -> list[str]:
+        """The hub consumers' names this broker's ACL (the reference one) grants the hub's
+        rights, in its order."""
+        names = [line.removeprefix("user ").strip()
+                 for line in (self.dir / "acl").read_text().splitlines()
+                 if line.startswith("user ")]
+        return [name for name in names if pki.is_hub_name(name)]
+
+    def hub_identity(self, key: str = "") -> TlsSection:
+        """A hub consumer's certificate: reads every pole, writes acks and commands. The
+        same non-empty `key` (e.g. the client id a consumer asked for) gets the same one,
+        so a consumer that returns resumes its session; no key, or a new one, gets a name
+        not handed out before, so two consumers never knock each other off."""
+        self._need_certificates()
+        name = self._hub_keys.get(key) if key else None
+        if name is None:
+            free = [n for n in self.hub_names() if n not in self._identities]
+            if not free:
+                raise RuntimeError(
+                    f"all {len(self.hub_names())} hub consumers' names in the reference "
+                    f"ACL ({REFERENCE / 'acl'}) are in use on this broker; more hub "
+                    "clients need more `user hub.<role>` blocks there (docs/hub-broker.md)")
+            name = free[0]
+            self._handed_out.add(name)
+            if key:
+                self._hub_keys[key] = name
+        return self._issue(name)
+
+    def _need_certificates(self) -> None:
+        if not self.secure:
+            raise RuntimeError("a plaintext LocalBroker has no certificates; use secure=True")
+
     @property
     def hub_tls(self) -> TlsSection:
-        """The hub's identity: reads every pole, writes acks and commands."""
-        return self.identity(pki.HUB)
+        """A hub consumer's certificate not handed out before: each read is a new one."""
+        return self.hub_identity()
 
-    def tls(self, name: str) -> TlsSection | None:
-        """`identity(name)` on a secure broker, None (plain MQTT) on a plaintext one."""
-        return self.identity(name) if self.secure else None
+    def tls(self, name: str, key: str = "") -> TlsSection | None:
+        """`identity(name)` on a secure broker (`hub_identity(key)` for `HUB`: a hub
+        consumer), None (plain MQTT) on a plaintext one."""
+        if not self.secure:
+            return None
+        return self.hub_identity(key) if name == pki.HUB else self.identity(name)
 
     def client(self, identity: str | TlsSection, client_id: str = "") -> mqtt.Client:
         """A paho MQTT 5 client (VERSION2 callbacks) holding `identity` (a name for
-        `identity()`, or files), not yet connected. An empty client id lets the broker
-        assign one."""
-        tls = identity if isinstance(identity, TlsSection) else self.tls(identity)
+        `tls()`, `HUB` for a hub consumer of its own, or files), not yet connected. An empty
+        client id lets the broker assign one; on a secure broker the client id becomes the
+        certificate's name anyway, and with `HUB` the client id picks the certificate."""
+        tls = identity if isinstance(identity, TlsSection) else self.tls(identity, client_id)
         return make_client(client_id, tls)
 
     def node_tls_dir(self, node_id: str, data_dir: Path) -> TlsSection:
         """A new certificate for `node_id` in `<data_dir>/tls/` (ca.crt, node.crt,
         node.key): where a node with `hub.tls: {}` looks for it."""
-        if not self.secure:
-            raise RuntimeError("a plaintext LocalBroker has no certificates; use secure=True")
+        self._need_certificates()
         return pki.pole_files(self.ca, node_id, data_dir / "tls")
 
     # --- life ---

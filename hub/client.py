@@ -31,7 +31,7 @@ from rich.console import RenderableType
 from contract import topics
 from contract.commands import ClipRequest
 from contract.ids import uuid7
-from contract.link import TlsSection, make_client
+from contract.link import TlsSection, certificate_name, make_client
 from contract.payloads import Ack, NodeId
 from hub import clock, view
 from hub.state import EventHook, HubEvent, HubState
@@ -76,8 +76,11 @@ class HubConsole:
         Ack(alert_id=uuid7(), by=operator, time=clock.now())  # a bad operator fails here
         self.host, self.port = host, port
         self.auto_ack, self.operator = auto_ack, operator
-        self.client_id = client_id or f"hub-console-{secrets.token_hex(4)}"
-        self._own_session = client_id is None  # a made-up id's session is dropped at stop()
+        # On the hub's broker a client's id is its certificate's name, whatever it asks for:
+        # the session is the certificate's, kept at stop() like that of a fixed id.
+        self.client_id = client_id or (certificate_name(tls.cert) if tls else
+                                       f"hub-console-{secrets.token_hex(4)}")
+        self._own_session = client_id is None and tls is None  # a made-up id's is dropped
         self.on_event = on_event
         self.state = HubState(on_event=self._emit)
         self.notice = "" if auto_ack else "type 'a' + Enter to ack all pending, 'a N' for row N"

@@ -40,9 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
     p.add_argument("--tls-ca", type=Path, help="CA certificate (PEM) for mutual TLS")
-    p.add_argument("--tls-cert", type=Path, help="this console's client certificate (PEM)")
+    p.add_argument("--tls-cert", type=Path, help="this program's own client certificate (PEM), "
+                   "e.g. hub.console's, or hub.ack's for --ack: on the hub's broker its name "
+                   "is the client id and the session, so no two programs may share one")
     p.add_argument("--tls-key", type=Path, help="this console's private key (PEM)")
-    p.add_argument("--client-id", help="fixed MQTT client id: keeps the session across runs")
+    p.add_argument("--client-id", help="fixed MQTT client id on a broker without certificates: "
+                   "keeps the session across runs (with a certificate, the session is its)")
     p.add_argument("--operator", default="hub-console", help="name put in acks ('by')")
     p.add_argument("--auto-ack", action="store_true", help="ack every alert on arrival")
     p.add_argument("--ack", nargs=2, metavar=("NODE", "ALERT_ID"),

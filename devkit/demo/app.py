@@ -127,8 +127,10 @@ def run(workdir: Path, pace: Pace, plain: bool, out: Console) -> int:
                              for name in pole.shut_at_start)
             story.say(f"the technician shuts the cabinet: {shut} back at rest; the node reports "
                       "the restoral")
+        # the dispatch console's own certificate, as on the hub (hub/broker/acl)
         hub = HubConsole(broker.host, broker.port, auto_ack=True, operator=OPERATOR,
-                         tls=broker.hub_tls, on_event=story.hub_events.put if plain else None)
+                         tls=broker.identity("hub.console"),
+                         on_event=story.hub_events.put if plain else None)
         stack.callback(hub.stop)
         hub.start()
         store = EvidenceStore(workdir / "hub-evidence")

@@ -168,6 +168,21 @@ def test_a_pole_cannot_fake_acks_or_commands_even_for_itself(peers: Any) -> None
     assert a.until(f"poles/{A}/ack") == [f"poles/{A}/cmd/selftest", f"poles/{A}/ack"]
 
 
+def test_only_the_hub_consumers_the_acl_names_have_the_hubs_rights(
+        broker: LocalBroker, peers: Any, tmp_path: Path) -> None:
+    a = peers(A)
+    assert a.subscribe(f"poles/{A}/ack") == ["Granted QoS 1"]
+    # the name every hub client once shared, and a hub.<role> no `user` block names
+    for name in (pki.HUB, "hub.not-listed"):
+        issued = pki.issue(broker.ca, name, tmp_path / name)
+        other = peers(TlsSection(ca=broker.ca.cert, cert=issued.cert, key=issued.key))
+        assert other.publish(f"poles/{A}/ack") == "Not authorized"
+        assert other.publish(f"poles/{A}/cmd/selftest") == "Not authorized"
+    hub = peers(pki.HUB)  # a hub consumer the ACL names
+    assert hub.publish(f"poles/{A}/ack") == "Success"
+    assert a.until(f"poles/{A}/ack") == [f"poles/{A}/ack"]
+
+
 def test_a_pole_reads_only_its_own_acks_and_commands(peers: Any) -> None:
     hub, a, b = peers(pki.HUB), peers(A), peers(B)
     for topic in (f"poles/{B}/ack", f"poles/{B}/cmd/+", f"poles/{A}/ack", f"poles/{A}/cmd/+"):

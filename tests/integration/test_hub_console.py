@@ -86,7 +86,7 @@ class FakePole:
 
 
 def hub_tls(broker: LocalBroker) -> list[str]:
-    """edge-hub's options for the hub's certificate."""
+    """edge-hub's options for a hub consumer's certificate of its own."""
     tls = broker.hub_tls
     return ["--tls-ca", str(tls.ca), "--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
 
@@ -112,7 +112,9 @@ def start_console(hub_broker: LocalBroker) -> Iterator[Callable[..., HubConsole]
 
     def start(**kw: Any) -> HubConsole:
         kw.setdefault("operator", OPERATOR)
-        c = HubConsole(hub_broker.host, hub_broker.port, tls=hub_broker.hub_tls, **kw)
+        # a console's session is its certificate's: the same client id, the same certificate
+        kw.setdefault("tls", hub_broker.hub_identity(kw.get("client_id") or ""))
+        c = HubConsole(hub_broker.host, hub_broker.port, **kw)
         c.start()
         started.append(c)
         assert c.wait_ready(10), "console did not connect and subscribe"

@@ -21,10 +21,11 @@ ASYNCAPI = yaml.safe_load((ROOT / "docs" / "mqtt-api.asyncapi.yaml").read_text()
 
 
 class ContractTap:
-    """Subscribes to everything as the hub and checks each message on a node's topics, in
-    both directions, against the AsyncAPI document: a payload its channel does not allow,
-    or a topic under `poles/<node>/` that no channel describes, fails the test that caused
-    it, unless the test said it sends such input on purpose (allow_invalid)."""
+    """Subscribes to everything as a hub consumer of its own (beside the test's) and checks
+    each message on a node's topics, in both directions, against the AsyncAPI document: a
+    payload its channel does not allow, or a topic under `poles/<node>/` that no channel
+    describes, fails the test that caused it, unless the test said it sends such input on
+    purpose (allow_invalid)."""
 
     def __init__(self, broker: LocalBroker) -> None:
         self.checked: dict[str, int] = {}

@@ -44,7 +44,8 @@ class Arrival:
 
 
 class HubSide:
-    """The hub, as the fault tests need it: a persistent session with the hub's certificate,
+    """The hub, as the fault tests need it: a persistent session with a hub consumer's
+    certificate of its own (its client id picks it, so every reconnect resumes the session),
     over a link no fault touches, that keeps every alert, heartbeat and event of the node
     in arrival order and acks every alert it receives, re-deliveries too, as the real hub
     does (the node re-sends only while it lacks our ack)."""

@@ -1,5 +1,7 @@
 """The hub's side of the test broker: a listener that keeps what arrives on a topic pattern,
-the command desk that sends commands and keeps their answers, and the hub asking for clips."""
+the command desk that sends commands and keeps their answers, and the hub asking for clips.
+Each is a hub consumer with a certificate of its own (`broker.client(HUB)`): the hub's
+broker makes a client's id its certificate's name, so consumers sharing one would fight."""
 
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ from tests.support.waiting import wait_for
 
 
 class Listener:
-    """An MQTT subscriber (the hub, unless `identity` names another certificate) that keeps
-    every message on `pattern`, in arrival order, from the moment it is made: it returns
-    once the broker has confirmed the subscription."""
+    """An MQTT subscriber (a hub consumer of its own, unless `identity` names another
+    certificate) that keeps every message on `pattern`, in arrival order, from the moment it
+    is made: it returns once the broker has confirmed the subscription."""
 
     def __init__(self, broker: LocalBroker, pattern: str, identity: str = HUB) -> None:
         self.messages: list[tuple[str, bytes]] = []
