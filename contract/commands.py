@@ -153,8 +153,11 @@ class Response(Message):
 
     id: str = Field(description="The command's id ('' if it could not be read)")
     command: str = Field(description="The command's name, from its topic")
-    status: Literal["accepted", "done", "failed", "rejected", "duplicate"]
-    error: str = Field(default="", description="Why failed, rejected or duplicate, for a person")
+    status: Literal["accepted", "done", "failed", "rejected", "duplicate", "busy"] = Field(
+        description="busy: refused unread because commands came faster than the node takes "
+        "them; nothing was done, so the same command may be sent again later")
+    error: str = Field(default="", description="Why failed, rejected, duplicate or busy, for "
+                       "a person")
     clip: ClipResult | None = None
     checks: list[Check] | None = Field(default=None, description="selftest: every check")
     interval_s: float | None = Field(default=None, description="telemetry.interval: now in force")

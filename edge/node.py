@@ -42,6 +42,7 @@ from edge.uplink.client import Uplink
 from edge.uplink.commands import CommandDesk
 from edge.uplink.firmware import FirmwareDesk
 from edge.uplink.forwarder import Outgoing
+from edge.uplink.intake import CommandIntake
 from edge.vision.events import VisionEvent, event_payload
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,14 @@ class Node:
             online=lambda: self._status("online"),
             offline=lambda reason: self._status("offline", reason),
             subscriptions={self.topics.ack: lambda t, p, _r: self.alarm.on_ack_message(t, p),
-                           self.topics.commands: lambda t, p, r: self.commands.on_message(t, p, r)},
+                           self.topics.commands: lambda t, p, r: self.intake.on_message(t, p, r)},
             on_link=self._on_link,
         )
         self.alarm = AlarmPath(cfg, self.outbox, self.uplink, self.led, self.counters)
         self.commands = CommandDesk(cfg, self.topics, self.uplink, self.counters, self,
                                     config_path=config_path)
+        self.intake = CommandIntake(cfg.commands, self.commands.on_message, self.commands.busy,
+                                    self.counters)
         self.firmware = self.commands.firmware = FirmwareDesk(
             cfg.data_dir / "firmware", self.commands.answer, lambda: self.uplink.connected)
         self.outgoing = Outgoing(cfg.data_dir / "backlog.sqlite", cfg.backlog, self.uplink,
@@ -94,9 +97,8 @@ class Node:
                           lambda _alert, source: self.cabinet.on_alert(source))
         if self.cabinet.gps is not None:
             clock.use_gps(self.cabinet.gps_offset_s)
-        self.simulator = (
-            PinSimulator(self.pins, str(g.simulator_socket)) if g.simulator_socket else None
-        )
+        self.simulator = PinSimulator(self.pins, str(g.simulator_socket)) \
+            if g.simulator_socket else None
 
         recorded = bool(cfg.cameras) and cfg.recording.enabled
         self.footage = FootagePins(cfg, self.counters) if recorded else None
@@ -159,6 +161,7 @@ class Node:
             signal.signal(sig, self._on_signal)
         self.parts.certificate.check_identity()
         self.outgoing.start()
+        self.intake.start()
         self.uplink.start()
         if self.vision is not None:
             self.vision.start()
@@ -232,14 +235,14 @@ class Node:
             ("the alarm path's last answers", self.alarm.drain),  # before the outbox closes
             # before the uplink: the vision workers' last `end` events go out
             *([("vision", self.vision.stop)] if self.vision is not None else []),
-            ("commands", self.commands.close), ("forwarder", self.outgoing.stop),
-            ("uplink", self.uplink.stop), ("backlog", self.outgoing.close),
+            ("command intake", self.intake.close), ("commands", self.commands.close),
+            ("forwarder", self.outgoing.stop), ("uplink", self.uplink.stop),
+            ("backlog", self.outgoing.close),
             *([("footage pins", self.footage.close)] if self.footage is not None else []),
             *([("pin simulator", self.simulator.close)] if self.simulator is not None else []),
             ("call button", self.button.close), ("cabinet", self.cabinet.close),
             ("GPS clock", lambda: clock.use_gps(None)), ("LED", self.led.close),
-            ("outbox", self.outbox.close),
-        ]
+            ("outbox", self.outbox.close)]
         stop_in_order(steps)
         link = self.uplink.state
         log.info("node %s stopped (link: %d connects, refused by the broker: %d connects, "

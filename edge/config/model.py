@@ -177,6 +177,16 @@ class CommandsSection(Section):
     reboot_command: list[str] = Field(
         default_factory=lambda: ["systemctl", "reboot"], min_length=1,
         description="What the reboot command runs")
+    rate_per_s: Annotated[float, Field(gt=0, le=1000)] = Field(
+        default=20.0, description="Commands taken per second on average; beyond this and "
+        "`burst`, a command is refused `busy` (a flood must not crowd out the call path)")
+    burst: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=50, description="Commands taken at once before `rate_per_s` applies")
+    queue: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=100, description="Commands waiting to be checked, at most; beyond, `busy`")
+    busy_answers_per_s: Annotated[float, Field(gt=0, le=1000)] = Field(
+        default=5.0, description="`busy` answers per second, at most; past this a refused "
+        "command is only counted (commands_dropped), so a flood cannot double itself")
 
 
 class BacklogSection(Section):

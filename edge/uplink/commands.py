@@ -1,11 +1,12 @@
 """Hub commands, received in the main process: checked here, carried out elsewhere.
 
 Every message on `poles/<node>/cmd/<name>` gets an answer on the response topic (see
-contract/commands.py): `rejected` with what was wrong for anything oversized,
-malformed, unknown or stale; `duplicate` with the first answer for an id seen before;
-`accepted` at once for a command that takes time, then `done` or `failed`. Checking runs on
-the uplink's network thread and never blocks; the work runs on one command thread, and a
-clip export in a child process, so neither the call button nor the uplink waits for it.
+contract/commands.py): `rejected` with what was wrong for anything oversized, nested too
+deep, malformed, unknown or stale; `duplicate` with the first answer for an id seen before;
+`busy` when the node has no room for it now (see intake.py); `accepted` at once for a command
+that takes time, then `done` or `failed`. Checking runs on the intake's thread, never on the
+uplink's network thread; the work runs on one command thread, and a clip export in a child
+process, so neither the call button nor the uplink waits for it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from contract.commands import (
 )
 from contract.topics import NodeTopics
 from edge import clock
+from edge.budget import QuietLog
 from edge.config.model import NodeConfig
 from edge.counters import Counters
 from edge.uplink.client import ReplyTo
@@ -48,6 +50,8 @@ from edge.uplink.firmware import FirmwareDesk
 
 log = logging.getLogger(__name__)
 
+MAX_DEPTH = 16  # lists and objects in a command nest at most this deep (the models need 4)
+MAX_LATER = 8  # commands waiting for the command thread, at most
 MAX_FUTURE_S = 60.0  # a command issued this far ahead of a synchronised clock is refused
 _ID: TypeAdapter[str] = TypeAdapter(CommandId)
 
@@ -85,6 +89,9 @@ class CommandDesk:
         self._synced = synced
         self._work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commands")
         self._closing = threading.Event()
+        self._pending_lock = threading.Lock()
+        self._pending = 0  # commands handed to the command thread and not finished
+        self._quiet = QuietLog(log)
         self._prefix = topics.cmd("")
         # What each command does: quick ones answer on the network thread, the rest run on
         # the command thread, one at a time.
@@ -105,19 +112,9 @@ class CommandDesk:
 
     def on_message(self, topic: str, payload: bytes, reply: ReplyTo) -> None:
         """Answer at once, never block, never raise."""
-        self.counters.inc("commands")
-        name = topic.removeprefix(self._prefix) if topic.startswith(self._prefix) else ""
-        if len(payload) > MAX_COMMAND_BYTES:
-            self._reject(reply, "", name, f"command is {len(payload)} bytes; at most "
-                         f"{MAX_COMMAND_BYTES} are read")
-            return
-        try:
-            data = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            self._reject(reply, "", name, f"not JSON: {e}")
-            return
-        if not isinstance(data, dict):
-            self._reject(reply, "", name, "a command is a JSON object with an id")
+        name = self._name(topic)
+        data = self._read(reply, name, payload)
+        if data is None:
             return
         cid = _valid_id(data.get("id"))
         model = COMMANDS.get(name)
@@ -134,6 +131,12 @@ class CommandDesk:
         if stale:
             self._reject(reply, command.id, name, stale)
             return
+        if type(command) in self._later and self._waiting_to_run() >= MAX_LATER:
+            self.counters.inc("commands_busy")
+            self._send(reply, Response(id=command.id, command=name, status="busy", error=(
+                f"{MAX_LATER} commands are already waiting to run: not taken, send it again "
+                "later")))
+            return
         if self.log is None:
             self._reject(reply, command.id, name, "the node cannot record commands (data "
                          "partition unwritable): refused so that none runs twice")
@@ -147,6 +150,37 @@ class CommandDesk:
             self._duplicate(reply, command, name, taken.received_at, taken.response)
             return
         self._start(name, command, reply)
+
+    def busy(self, topic: str, payload: bytes, reply: ReplyTo) -> None:
+        """Refuse a command the node has no room for now (see intake.py), quoting its id if
+        it can be read cheaply."""
+        try:
+            data = _parse(payload)
+        except ValueError:
+            data = None
+        cid = _valid_id(data.get("id")) if isinstance(data, dict) else ""
+        self._send(reply, Response(id=cid, command=self._name(topic)[:64], status="busy",
+                                   error="the node is taking commands more slowly than they "
+                                   "come; this one was not read: send it again later"))
+
+    def _name(self, topic: str) -> str:
+        return topic.removeprefix(self._prefix) if topic.startswith(self._prefix) else ""
+
+    def _read(self, reply: ReplyTo, name: str, payload: bytes) -> dict[str, Any] | None:
+        """The command as a JSON object, or None once it is rejected."""
+        try:
+            data = _parse(payload)
+        except ValueError as e:
+            self._reject(reply, "", name, str(e))
+            return None
+        if not isinstance(data, dict):
+            self._reject(reply, "", name, "a command is a JSON object with an id")
+            return None
+        return data
+
+    def _waiting_to_run(self) -> int:
+        with self._pending_lock:
+            return self._pending
 
     def _stale(self, command: Command) -> str:
         if not self._synced():
@@ -180,6 +214,8 @@ class CommandDesk:
         if now is not None:
             now(command, reply)
         if type(command) in self._later:
+            with self._pending_lock:
+                self._pending += 1
             self._work.submit(self._run, name, command, reply)
 
     # --- carrying out (command thread) ---
@@ -191,6 +227,9 @@ class CommandDesk:
             log.exception("command %s (%s) failed", command.id, name)
             self.answer(reply, Response(id=command.id, command=name, status="failed",
                                         error=f"internal error: {e!r}"))
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
 
     def _selftest(self, command: Selftest, reply: ReplyTo) -> None:
         checks = self.control.selftest()
@@ -243,7 +282,7 @@ class CommandDesk:
 
     def _reject(self, reply: ReplyTo, cid: str, name: str, why: str) -> None:
         self.counters.inc("commands_rejected")
-        log.warning("command %r (%s) rejected: %s", cid, name or "?", why)
+        self._quiet.warning("rejected", "command %r (%s) rejected: %s", cid, name or "?", why)
         self.answer(reply, Response(id=cid, command=name, status="rejected", error=why))
 
     def answer(self, reply: ReplyTo, response: Response) -> None:
@@ -278,6 +317,36 @@ class CommandDesk:
         self.clips.close()
         if self.log is not None:
             self.log.close()
+
+
+def _parse(payload: bytes) -> object:
+    """JSON within the size and depth a command may have; ValueError says what is wrong."""
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise ValueError(f"command is {len(payload)} bytes; at most {MAX_COMMAND_BYTES} are read")
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"not JSON: {e}") from e
+    except RecursionError:  # nested past the parser's own limit: certainly past ours
+        raise ValueError(f"not a command: JSON nested more than {MAX_DEPTH} deep") from None
+    if _depth(data) > MAX_DEPTH:
+        raise ValueError(f"not a command: JSON nested more than {MAX_DEPTH} deep")
+    return data
+
+
+def _depth(data: object) -> int:
+    """How deeply lists and objects nest in `data` (iterative: no recursion to exhaust)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            todo.extend((x, level + 1) for x in item)
+    return deepest
 
 
 def _valid_id(value: object) -> str:
