@@ -108,7 +108,7 @@ def start(module: str, job: Any) -> Started:
         beat.value = time.monotonic()
         message = pickle.dumps((module, job, theirs, beat_fd))
         process = subprocess.Popen(  # noqa: S603 (this interpreter, our own program)
-            python_child(f"{__name__}:serve"), stdin=subprocess.PIPE, bufsize=0,
+            python_child(f"{__name__}:serve"), stdin=subprocess.PIPE,
             pass_fds=(theirs, beat_fd))
     except BaseException:
         os.close(ours)
