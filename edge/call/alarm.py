@@ -5,12 +5,13 @@ here directly, in the thread that saw the GPIO edge: `raise_alert()` commits the
 the outbox and hands it to the uplink at once, with no queue in between; only then do the
 followers run (relays, the PTZ head, pinning footage). Everything that
 comes back (PUBACKs, the hub's acks) arrives on other threads and is queued for the
-main loop, which alone updates delivery state and drives the call LED:
+main loop, which alone updates delivery state and drives the call LED (light.py).
 
-  pending call, link up, younger than ack_timeout_s  → fast blink ("calling")
-  pending call, link down or older                    → double blink ("no link"; re-sending)
-  call acknowledged within ack_display_s              → steady ("help is coming")
-  otherwise                                           → off
+What the LED shows and when an alert is sent again are kept in memory on the monotonic
+clock, so neither a step of the wall clock nor a disk that refuses writes can change them;
+the outbox follows, and a write it refused is tried again until it is taken. The hub's
+acks are checked on the network thread against the alerts still open, so a flood of acks
+(malformed, unknown, repeated) costs the main loop nothing and is logged once per interval.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from functools import partial
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -29,23 +32,17 @@ from contract.ids import uuid7
 from contract.payloads import Ack, Alert, AlertKind
 from contract.topics import NodeTopics
 from edge import clock
+from edge.budget import QuietLog
+from edge.call.light import Indicator, show_call_state
 from edge.call.outbox import Outbox, OutboxError
 from edge.config.model import NodeConfig
 from edge.counters import Counters
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 RESEND_MAX_S = 600.0  # an unacknowledged alert is re-sent at most this far apart
-
-
-class Indicator(Protocol):
-    """The call button's LED, as the alarm path needs it."""
-
-    def off(self) -> None: ...
-    def on(self) -> None: ...
-    def blink(self, on_s: float, off_s: float) -> None: ...
-    def pattern(self, steps: Sequence[tuple[bool, float]]) -> None: ...
+MAX_ACK_BYTES = 4096  # an ack is about 200 bytes; anything far bigger is refused unread
+RECENT_ACKS = 1000  # ids of alerts acked lately: a repeated ack is not "unknown"
 
 
 class Link(Protocol):
@@ -60,9 +57,6 @@ class Link(Protocol):
     ) -> None: ...
 
 
-NO_LINK_PATTERN = ((True, 0.15), (False, 0.15), (True, 0.15), (False, 0.9))
-
-
 @dataclass(frozen=True)
 class _Delivered:
     seq: int
@@ -75,6 +69,17 @@ class _Acked:
     alert_id: str
 
 
+@dataclass
+class _Open:
+    """An alert the hub has not acknowledged yet, as the main loop tracks it."""
+
+    seq: int
+    kind: str
+    payload: bytes
+    raised: float  # monotonic; for an alert from before this start, the start
+    delivered: bool = False
+
+
 # Something done after an alert is on its way: (what it is, for the log; the action).
 Follower = tuple[str, Callable[[Alert, str], None]]
 
@@ -85,10 +90,7 @@ class AlarmPath:
     ) -> None:
         self.cfg = cfg
         self.topics = NodeTopics(cfg.node.id)
-        self.outbox = outbox
-        self.link = link
-        self.led = led
-        self.counters = counters
+        self.outbox, self.link, self.led, self.counters = outbox, link, led, counters
         self.events: queue.SimpleQueue[_Delivered | _Acked] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._in_flight: set[int] = set()  # handed to paho, PUBACK not yet seen
@@ -96,10 +98,18 @@ class AlarmPath:
         # that a press during a reconnect cannot overtake the calls queued before it.
         self._send_lock = threading.Lock()
         self._held: dict[int, bytes] = {}
+        self._open: dict[str, _Open] = {}  # by alert id
+        self._ack_queued: set[str] = set()  # acks on their way to the main loop
+        self._recent_acks: deque[str] = deque(maxlen=RECENT_ACKS)
+        self._last_call_ack: float | None = None  # monotonic
         self._unsaved: dict[int, Alert] = {}  # raised while the outbox could not be written
-        self._unsaved_acks: dict[str, float] = {}  # hub acks for those, by alert id
+        self._unsaved_acks: dict[str, float] = {}  # hub acks for those: unix time
+        self._unwritten_delivered: set[int] = set()  # PUBACKs the outbox refused to record
+        self._unwritten_acks: set[str] = set()  # hub acks the outbox refused to record
         self._resend_at: dict[int, tuple[float, float]] = {}  # seq → (due, interval), unacked
         self._followers: list[Follower] = []
+        self._quiet = QuietLog(log)
+        self._load()
 
     def follow(self, what: str, action: Callable[[Alert, str], None]) -> None:
         """Run `action(alert, source)` after each alert is on its way (not for an input's
@@ -145,6 +155,9 @@ class AlarmPath:
             time=clock.now(), clock_synced=sync.synced, clock_source=sync.source,
             clock_offset_s=sync.offset_s, site=node.site, location=node.location,
         )
+        payload = alert.to_bytes()
+        with self._lock:
+            self._open[alert.id] = _Open(alert.seq, kind, payload, clock.monotonic())
         try:
             self.outbox.add(alert, self.topics.alert)
         except OutboxError as e:
@@ -155,7 +168,7 @@ class AlarmPath:
                 self._unsaved[alert.seq] = alert
         self.counters.inc(f"alerts_{kind}")
         log.info("alert %s seq=%d kind=%s source=%s", alert.id, alert.seq, kind, source)
-        self._send(alert.seq, alert.to_bytes())
+        self._send(alert.seq, payload)
         return alert
 
     def waiting(self) -> bool:
@@ -172,21 +185,43 @@ class AlarmPath:
     # --- network thread ---
 
     def on_ack_message(self, topic: str, payload: bytes) -> None:
+        """Check an ack at once; only an ack for an open alert, once, goes to the main loop."""
+        if len(payload) > MAX_ACK_BYTES:
+            self._malformed_ack(topic, payload, f"more than {MAX_ACK_BYTES} bytes")
+            return
         try:
             ack = Ack.model_validate_json(payload)
         except ValidationError as e:
-            self.counters.inc("malformed_acks")
-            log.warning("malformed ack on %s ignored (%d bytes): %s", topic, len(payload),
-                        e.errors(include_url=False)[0]["msg"])
+            self._malformed_ack(topic, payload, e.errors(include_url=False)[0]["msg"])
             return
-        self.events.put(_Acked(ack.alert_id))
+        with self._lock:
+            known = ack.alert_id in self._open
+            first = known and ack.alert_id not in self._ack_queued
+            if first:
+                self._ack_queued.add(ack.alert_id)
+            repeated = not known and ack.alert_id in self._recent_acks
+        if first:
+            self.events.put(_Acked(ack.alert_id))
+        elif known or repeated:
+            self.counters.inc("repeated_acks")  # the hub answers every copy it gets
+        else:
+            self.counters.inc("unknown_acks")
+            self._quiet.warning("unknown ack", "hub acknowledged alert %s, which this node "
+                                "did not raise", ack.alert_id)
+
+    def _malformed_ack(self, topic: str, payload: bytes, why: str) -> None:
+        self.counters.inc("malformed_acks")
+        self._quiet.warning("malformed ack", "malformed ack on %s ignored (%d bytes): %s",
+                            topic, len(payload), why)
 
     # --- main loop ---
 
     def resume(self) -> None:
         """After a start: send every alert the broker never accepted, oldest first."""
-        for row in self.outbox.undelivered():
-            self._send(row.seq, row.payload)
+        with self._lock:
+            waiting = sorted((o.seq, o.payload) for o in self._open.values() if not o.delivered)
+        for seq, payload in waiting:
+            self._send(seq, payload)
         pending, unacked = self.outbox.counts()
         if pending or unacked:
             log.info("outbox holds %d undelivered and %d unacknowledged alerts", pending, unacked)
@@ -203,39 +238,35 @@ class AlarmPath:
             try:
                 self.handle(self.events.get_nowait())
             except queue.Empty:
-                return
+                break
+        self._retry_writes()
 
     def tick(self) -> None:
-        """Periodic work: save alerts the disk refused, re-send, show the LED state."""
+        """Periodic work: save what the disk refused, re-send, show the LED state."""
         self._flush()  # held by a press that raced the link coming up
         self._save_unsaved()
+        self._retry_writes()
         self._resend_unacked()
         self.show_state()
 
     def show_state(self) -> None:
-        oldest_unacked, last_ack = self.outbox.call_state()
+        now = clock.monotonic()
         with self._lock:
-            unsaved_calls = [a for a in self._unsaved.values()
-                             if a.kind == AlertKind.CALL and a.id not in self._unsaved_acks]
-            unsaved_ack = max(self._unsaved_acks.values(), default=None)
-        if unsaved_ack is not None:
-            last_ack = unsaved_ack if last_ack is None else max(unsaved_ack, last_ack)
-        if unsaved_calls:
-            first = min(a.time.timestamp() for a in unsaved_calls)
-            oldest_unacked = first if oldest_unacked is None else min(first, oldest_unacked)
-        now = time.time()
-        t = self.cfg.timings
-        if oldest_unacked is not None:
-            if self.link.connected and now - oldest_unacked < t.ack_timeout_s:
-                self.led.blink(0.25, 0.25)
-            else:
-                self.led.pattern(NO_LINK_PATTERN)
-        elif last_ack is not None and now - last_ack < t.ack_display_s:
-            self.led.on()
-        else:
-            self.led.off()
+            oldest = min((o.raised for o in self._open.values() if o.kind == AlertKind.CALL),
+                         default=None)
+            last_ack = self._last_call_ack
+        show_call_state(self.led, self.cfg.timings, connected=self.link.connected,
+                        oldest_call_s=None if oldest is None else now - oldest,
+                        last_ack_s=None if last_ack is None else now - last_ack)
 
     # --- internals ---
+
+    def _load(self) -> None:
+        """What the outbox still holds open from before this start."""
+        now = clock.monotonic()
+        for row in [*self.outbox.undelivered(), *self.outbox.unacked()]:
+            self._open[row.id] = _Open(row.seq, row.kind, row.payload, now,
+                                       delivered=row.delivered_at is not None)
 
     def _send(self, seq: int, payload: bytes) -> None:
         with self._lock:
@@ -272,35 +303,52 @@ class AlarmPath:
             log.error("broker refused alert seq=%d: %s", ev.seq, ev.reason)
             return
         self.counters.inc("alerts_delivered")
+        retry = self.cfg.timings.ack_retry_s
         with self._lock:
+            for o in self._open.values():
+                if o.seq == ev.seq:
+                    o.delivered = True
             saved = ev.seq not in self._unsaved
-            self._resend_at.setdefault(
-                ev.seq, (clock.monotonic() + self.cfg.timings.ack_retry_s,
-                         self.cfg.timings.ack_retry_s))
-        if saved:
-            self._try(lambda: self.outbox.mark_delivered(ev.seq))
+            self._resend_at.setdefault(ev.seq, (clock.monotonic() + retry, retry))
+            if saved:
+                self._unwritten_delivered.add(ev.seq)
+        self._retry_writes()
 
     def _handle_acked(self, ev: _Acked) -> None:
         with self._lock:
-            unsaved = ev.alert_id in {a.id for a in self._unsaved.values()}
-            if unsaved:  # written with the alert once the disk takes it
+            self._ack_queued.discard(ev.alert_id)
+            entry = self._open.pop(ev.alert_id, None)
+            if entry is None:
+                return
+            self._recent_acks.append(ev.alert_id)
+            self._resend_at.pop(entry.seq, None)
+            if entry.kind == AlertKind.CALL:
+                self._last_call_ack = clock.monotonic()
+            if entry.seq in self._unsaved:  # written with the alert once the disk takes it
                 self._unsaved_acks.setdefault(ev.alert_id, time.time())
-        if unsaved:
-            self.counters.inc("alerts_acked")
-            self.show_state()
-            return
-        known = self._try(lambda: self.outbox.mark_acked(ev.alert_id))
-        if known is False:
-            self.counters.inc("unknown_acks")
-            log.warning("hub acknowledged alert %s, which this node did not raise", ev.alert_id)
-            return
-        row = self.outbox.get(ev.alert_id)
-        if row is not None:
-            with self._lock:
-                self._resend_at.pop(row.seq, None)
+            else:
+                self._unwritten_acks.add(ev.alert_id)
         self.counters.inc("alerts_acked")
         log.info("hub acknowledged alert %s", ev.alert_id)
+        self._retry_writes()
         self.show_state()
+
+    def _retry_writes(self) -> None:
+        """Record in the outbox the PUBACKs and acks it has not taken yet, oldest first; on
+        the first refusal, stop until the next tick (counted and logged once a while)."""
+        with self._lock:
+            delivered = sorted(self._unwritten_delivered)
+            acked = list(self._unwritten_acks)
+        for seq in delivered:
+            if not self._try(partial(self.outbox.mark_delivered, seq)):
+                return
+            with self._lock:
+                self._unwritten_delivered.discard(seq)
+        for alert_id in acked:
+            if not self._try(partial(self.outbox.mark_acked, alert_id)):
+                return
+            with self._lock:
+                self._unwritten_acks.discard(alert_id)
 
     def _save_unsaved(self) -> None:
         with self._lock:
@@ -325,20 +373,26 @@ class AlarmPath:
         # cold boot) must not hold a re-send back. An alert delivered before this process
         # started has no time here and goes again at once; the hub dedupes by id.
         now = clock.monotonic()
-        for row in self.outbox.unacked():
-            with self._lock:
-                due, interval = self._resend_at.get(row.seq, (now, self.cfg.timings.ack_retry_s))
-                if due > now:
+        with self._lock:
+            due = []
+            for o in sorted(self._open.values(), key=lambda o: o.seq):
+                if not o.delivered:
                     continue
-                self._resend_at[row.seq] = (now + interval, min(interval * 2, RESEND_MAX_S))
+                at, interval = self._resend_at.get(o.seq, (now, self.cfg.timings.ack_retry_s))
+                if at > now:
+                    continue
+                self._resend_at[o.seq] = (now + interval, min(interval * 2, RESEND_MAX_S))
+                due.append(o)
+        for o in due:
             self.counters.inc("alerts_resent")
-            log.info("alert seq=%d not acknowledged by the hub; sending again", row.seq)
-            self._send(row.seq, row.payload)
+            log.info("alert seq=%d not acknowledged by the hub; sending again", o.seq)
+            self._send(o.seq, o.payload)
 
-    def _try(self, write: Callable[[], T]) -> T | None:
+    def _try(self, write: Callable[[], object]) -> bool:
         try:
-            return write()
+            write()
         except OutboxError as e:
             self.counters.inc("outbox_errors")
-            log.error("%s", e)
-            return None
+            self._quiet.error("outbox", "%s (tried again each tick)", e)
+            return False
+        return True

@@ -47,6 +47,16 @@ class ReplyTo:
 
 
 MessageHandler = Callable[[str, bytes, ReplyTo], None]
+PUBACK_TIMEOUT_MIN_S = 10.0  # a PUBACK later than this (or two keepalives) is taken as lost
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A message handed to paho and not yet reported sent (QoS 0) or acknowledged (QoS 1)."""
+
+    qos: int
+    on_done: Delivery | None
+    since: float  # monotonic time it was handed over
 
 
 def _loop_writes(_c: mqtt.Client, _u: Any, _sock: Any) -> None:
@@ -62,6 +72,7 @@ class LinkState:
     refused_connects: int = 0  # the broker answered CONNECT with an error
     refused_publishes: int = 0  # the broker answered a publish with an error (e.g. ACL)
     refused_subscriptions: int = 0  # ... or a subscription
+    puback_timeouts: int = 0  # a QoS 1 publish went unanswered on a live link: reconnected
 
 
 class Uplink:
@@ -91,8 +102,10 @@ class Uplink:
         # sent (QoS 0) or acknowledged (QoS 1); _early holds reports that beat publish()
         # returning. Never hold _lock while calling paho: paho holds its own mutex when it
         # calls _on_publish.
-        self._waiting: dict[int, tuple[int, Delivery | None]] = {}
+        self._waiting: dict[int, _Waiting] = {}
         self._early: dict[int, ReasonCode] = {}
+        self._up_at = 0.0  # monotonic time of the last CONNACK
+        self._next_overdue_check = 0.0
         self.loop_beat = clock.monotonic()  # last time the network loop ran: for health
         self._link_up_pending = False  # CONNACK seen; connected after this loop pass
 
@@ -110,6 +123,11 @@ class Uplink:
         # test script, the process died in free()). With this hook set, publish() only queues
         # the packet and wakes loop() through paho's socket pair: one thread writes.
         c.on_socket_register_write = _loop_writes
+        # paho numbers messages 1..65535 and wraps without looking at what is still in
+        # flight: under a flood of QoS 1 answers a new message could take an alert's number
+        # and overwrite its entry. Numbers still held by paho or by us are skipped.
+        self._paho_mid = c._mid_generate
+        setattr(c, "_mid_generate", self._free_mid)  # noqa: B010 (a method of paho's, replaced)
         self._client = c
 
     @property
@@ -157,12 +175,40 @@ class Uplink:
         with self._lock:
             early = self._early.pop(info.mid, None)
             if early is None:
-                self._waiting[info.mid] = (qos, on_done)
+                self._waiting[info.mid] = _Waiting(qos, on_done, clock.monotonic())
                 return
         if on_done is not None:
             on_done(not early.is_failure, str(early))
 
     # --- network thread ---
+
+    def _free_mid(self) -> int:
+        """paho's next message number that nothing in flight holds."""
+        held = self._client._out_messages
+        for _ in range(65535):
+            mid = self._paho_mid()
+            if mid not in held and mid not in self._waiting and mid not in self._early:
+                return mid
+        raise RuntimeError("65535 messages in flight: no message number is free")
+
+    def _overdue(self) -> bool:
+        """Whether a QoS 1 message has waited for its PUBACK longer than a live link ever
+        makes it wait (a middlebox lost it): then the link is dropped and made again, since
+        the node must never wait forever. Checked about once a second."""
+        now = clock.monotonic()
+        if not self.state.connected or now < self._next_overdue_check:
+            return False
+        self._next_overdue_check = now + 1.0
+        limit = max(PUBACK_TIMEOUT_MIN_S, 2.0 * self.hub.keepalive_s)
+        with self._lock:
+            oldest = min((w.since for w in self._waiting.values() if w.qos == 1),
+                         default=None)
+        if oldest is None or now - max(oldest, self._up_at) < limit:
+            return False
+        self.state.puback_timeouts += 1
+        log.warning("no PUBACK for %.0f s on a live link: reconnecting to send again",
+                    now - max(oldest, self._up_at))
+        return True
 
     def _run(self) -> None:
         first = True
@@ -198,6 +244,9 @@ class Uplink:
                         self._on_link(True)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
+                if self._overdue():
+                    self._client.disconnect()  # clean: no will; the session and paho's
+                    # copies stay, and what waits is sent again (DUP) on reconnect
             if not self._stop.is_set():
                 self._pause(self._backoff.next())
 
@@ -217,6 +266,7 @@ class Uplink:
             log.error("broker refused connection: %s", reason)
             return
         self._backoff.reset()
+        self._up_at = clock.monotonic()
         self.state.connects += 1
         self.state.connected_since = clock.now()
         log.info("connected to hub %s:%d", self.hub.host, self.hub.port)
@@ -235,7 +285,7 @@ class Uplink:
         self.state.connected = False
         self.state.connected_since = None
         with self._lock:  # unsent QoS 0 packets are dropped by paho and never reported
-            for mid in [m for m, (qos, _) in self._waiting.items() if qos == 0]:
+            for mid in [m for m, w in self._waiting.items() if w.qos == 0]:
                 del self._waiting[mid]
         if self._on_link is not None:
             self._on_link(False)
@@ -250,7 +300,7 @@ class Uplink:
             if mid not in self._waiting:
                 self._early[mid] = reason
                 return
-            _, on_done = self._waiting.pop(mid)
+            on_done = self._waiting.pop(mid).on_done
         if on_done is not None:
             on_done(not reason.is_failure, str(reason))
 

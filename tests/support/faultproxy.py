@@ -3,7 +3,9 @@ link or a broken middlebox would: added latency per direction, a stall (nothing 
 either way, sockets stay open), half-open connections (silenced forever, never closed),
 a blackhole for new connections, abrupt resets, and a bandwidth trickle.
 
-It forwards bytes and knows nothing of MQTT, so TLS passes through untouched. The proxy
+It forwards bytes and knows nothing of MQTT, so TLS passes through untouched; the one
+exception, `drop_pubacks`, needs plaintext MQTT (made with `mqtt_frames=True`) and cuts the
+broker's byte stream into packets to lose some PUBACKs, as a broken middlebox can. The proxy
 runs its own asyncio loop on a thread; every fault switch is thread-safe and takes effect
 before it returns.
 
@@ -37,6 +39,7 @@ class ProxyStats:
     dropped: int = 0  # bytes read from a silenced connection and thrown away
     delayed_chunks: int = 0  # chunks that waited for the added latency
     resets: int = 0  # connections closed abruptly by reset()
+    dropped_pubacks: int = 0  # PUBACKs from the target thrown away (drop_pubacks)
 
 
 @dataclass(eq=False)
@@ -52,8 +55,11 @@ class _Conn:
 class FaultProxy:
     """Forwards every connection on (host, port) to `target`; faults switch at run time."""
 
-    def __init__(self, target: tuple[str, int], listen: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+    def __init__(self, target: tuple[str, int], listen: tuple[str, int] = ("127.0.0.1", 0),
+                 *, mqtt_frames: bool = False) -> None:
         self.target = target
+        self._mqtt_frames = mqtt_frames
+        self._pubacks_to_drop = 0
         self._listen = listen
         self.host, self.port = listen
         self.stats = ProxyStats()
@@ -132,6 +138,15 @@ class FaultProxy:
         self.trickle(None)
         self.blackhole(False)
         self.resume()
+
+    def drop_pubacks(self, n: int) -> None:
+        """Lose the next `n` PUBACKs the target sends (plaintext MQTT, `mqtt_frames=True`)."""
+        if not self._mqtt_frames:
+            raise ValueError("drop_pubacks needs a proxy made with mqtt_frames=True")
+        self._call(self._set_pubacks_to_drop, n)
+
+    async def _set_pubacks_to_drop(self, n: int) -> None:
+        self._pubacks_to_drop = n
 
     # --- what it saw ---
 
@@ -214,9 +229,15 @@ class FaultProxy:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
+        frames = _Frames() if self._mqtt_frames and direction == DOWN else None
+
         async def take() -> None:
             while True:
                 data = await _read(reader)
+                if frames is not None and data:
+                    data = self._without_pubacks(frames.feed(data))
+                    if not data:
+                        continue  # a packet's first bytes, or only lost PUBACKs
                 conn.held += len(data)
                 queue.put_nowait((loop.time() + self._delay[direction], data))
                 if not data:
@@ -265,6 +286,46 @@ class FaultProxy:
             self.stats.forwarded[direction] += len(piece)
             if rate is not None:
                 await asyncio.sleep(len(piece) / rate)
+
+
+    def _without_pubacks(self, packets: list[bytes]) -> bytes:
+        kept = []
+        for packet in packets:
+            if packet[0] >> 4 == PUBACK and self._pubacks_to_drop > 0:
+                self._pubacks_to_drop -= 1
+                self.stats.dropped_pubacks += 1
+                continue
+            kept.append(packet)
+        return b"".join(kept)
+
+
+PUBACK = 4  # MQTT control packet type
+
+
+class _Frames:
+    """Cuts an MQTT byte stream into whole packets (fixed header, variable-length size)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        packets = []
+        while (size := _packet_size(self._buf)) is not None and len(self._buf) >= size:
+            packets.append(self._buf[:size])
+            self._buf = self._buf[size:]
+        return packets
+
+
+def _packet_size(buf: bytes) -> int | None:
+    """The whole size of the packet at the start of `buf`, once its header is there."""
+    length, shift = 0, 0
+    for i in range(1, min(len(buf), 5)):
+        length |= (buf[i] & 0x7F) << shift
+        if not buf[i] & 0x80:
+            return 1 + i + length
+        shift += 7
+    return None
 
 
 async def _read(reader: asyncio.StreamReader) -> bytes:
