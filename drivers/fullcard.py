@@ -18,7 +18,6 @@ WAL grows), a new file, a rename into place. Two things still work:
 
 from __future__ import annotations
 
-import gc
 import os
 import sqlite3
 import struct
@@ -27,7 +26,7 @@ import zlib
 from pathlib import Path
 from typing import Literal
 
-from drivers.storage import write_whole
+from drivers.storage import open_db, write_whole
 
 _MAGIC = b"INPL"
 _SECTOR = 512  # each copy starts on its own sector
@@ -144,14 +143,27 @@ class SeqReserve:
             return self._record.write([*v[:i], last, *v[i + 1:]])
 
 
+def open_store(path: Path, schema: str, *, synchronous: Literal["FULL", "NORMAL"],
+               timeout_s: float = 0.5) -> tuple[sqlite3.Connection, str]:
+    """`drivers.storage.open_db`, or on a card too full for SQLite's shared-memory file, the
+    store held by this process alone. Returns the connection and, when alone, why ('').
+    Raises sqlite3.Error (or OSError) saying why both failed."""
+    try:
+        return open_db(path, schema, synchronous=synchronous, timeout_s=timeout_s), ""
+    except (sqlite3.Error, OSError) as e:
+        why = str(e)  # not the error: its traceback would hold the failed connection open
+    try:
+        db = open_db_on_full_card(path, schema, synchronous=synchronous, timeout_s=timeout_s)
+    except (sqlite3.Error, OSError) as e:
+        raise sqlite3.OperationalError(f"{why} (alone: {e})") from None
+    return db, why
+
+
 def open_db_on_full_card(path: Path, schema: str, *,
                          synchronous: Literal["FULL", "NORMAL"],
                          timeout_s: float = 0.5) -> sqlite3.Connection:
     """An existing WAL store opened with no -shm file: exclusive locking, so SQLite keeps
     its WAL index in memory. For when `drivers.storage.open_db` failed on a full card."""
-    # The failed open_db's connection is not closed by it, and holds a lock until the
-    # garbage collector frees it (it sits in reference cycles): free it now.
-    gc.collect()
     db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA locking_mode=EXCLUSIVE")  # before the first access: no -shm

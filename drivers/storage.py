@@ -63,7 +63,11 @@ def open_db(path: Path, schema: str, *, synchronous: Literal["FULL", "NORMAL"],
     the process being killed, and a power cut may lose the last commits."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(f"PRAGMA synchronous={synchronous}")
-    db.executescript(schema)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.executescript(schema)
+    except BaseException:
+        db.close()  # a failed store must not hold its lock until the collector runs
+        raise
     return db

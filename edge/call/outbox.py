@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.payloads import Alert, AlertKind
-from drivers.fullcard import SeqReserve, open_db_on_full_card
-from drivers.storage import open_db
+from drivers.fullcard import SeqReserve, open_store
 
 log = logging.getLogger(__name__)
 
@@ -219,15 +218,10 @@ def _open(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     """The store; on a card too full for SQLite's shared-memory file, held by this process
     alone (the alert path must start on a full card)."""
     try:
-        return open_db(path, _SCHEMA, synchronous="FULL", timeout_s=busy_timeout_s)
-    except sqlite3.Error as e:
-        # Only the text: the error's traceback would keep the failed connection (and its
-        # lock) open while the store is opened again.
-        why = str(e)
-    try:
-        db = open_db_on_full_card(path, _SCHEMA, synchronous="FULL", timeout_s=busy_timeout_s)
-    except sqlite3.Error as e:
-        raise OutboxError(f"cannot open outbox {path}: {why} (alone: {e})") from None
-    log.warning("outbox %s opened for this process alone (%s: card full?); other programs "
-                "cannot read it until the node stops", path, why)
+        db, alone = open_store(path, _SCHEMA, synchronous="FULL", timeout_s=busy_timeout_s)
+    except (sqlite3.Error, OSError) as e:
+        raise OutboxError(f"cannot open outbox {path}: {e}") from None
+    if alone:
+        log.warning("outbox %s opened for this process alone (%s: card full?); other "
+                    "programs cannot read it until the node stops", path, alone)
     return db

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from drivers.fullcard import InPlaceRecord, SeqReserve, open_db_on_full_card
-from drivers.storage import open_db
+from drivers.fullcard import InPlaceRecord, SeqReserve, open_store
 
 log = logging.getLogger(__name__)
 
@@ -289,12 +288,9 @@ def _open(path: Path) -> sqlite3.Connection:
     """The store; on a card too full for SQLite's shared-memory file, held by this process
     alone."""
     try:
-        return open_db(path, _SCHEMA, synchronous="NORMAL")
+        db, alone = open_store(path, _SCHEMA, synchronous="NORMAL")
     except (sqlite3.Error, OSError) as e:
-        why = str(e)  # not the error: its traceback would hold the failed connection open
-    try:
-        db = open_db_on_full_card(path, _SCHEMA, synchronous="NORMAL")
-    except (sqlite3.Error, OSError) as e:
-        raise BacklogError(f"cannot open {path}: {why} (alone: {e})") from None
-    log.warning("%s opened for this process alone (%s: card full?)", path, why)
+        raise BacklogError(f"cannot open {path}: {e}") from None
+    if alone:
+        log.warning("%s opened for this process alone (%s: card full?)", path, alone)
     return db

@@ -3,13 +3,16 @@ carried out at most once per id, across restarts and power cuts."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.storage import open_db
+from drivers.fullcard import open_store
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (
@@ -38,10 +41,13 @@ class CommandLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        try:
-            self._db = open_db(path, _SCHEMA, synchronous="FULL")
+        try:  # on a full card, alone: else every command is refused until a restart
+            self._db, alone = open_store(path, _SCHEMA, synchronous="FULL")
         except (sqlite3.Error, OSError) as e:
-            raise CommandLogError(f"cannot open command log {path}: {e}") from e
+            raise CommandLogError(f"cannot open command log {path}: {e}") from None
+        if alone:
+            log.warning("command log %s opened for this process alone (%s: card full?)",
+                        path, alone)
 
     def take(self, command_id: str, name: str) -> Taken | None:
         """Record a new id; returns None if it is new, else what was recorded the first time."""
