@@ -62,6 +62,7 @@ bench: sysdeps $(STAMP)
 	$(BIN)/python bench/alert_latency.py
 	$(BIN)/python bench/vision.py
 	$(BIN)/python bench/recording.py
+	$(BIN)/python bench/flood.py
 
 bench-fleet: sysdeps $(STAMP)
 	$(BIN)/python bench/fleet.py

@@ -80,6 +80,7 @@ class Flood:
         self.client.loop_start()
         assert connected.wait(15), "the flooding client could not connect"
         self._thread = threading.Thread(target=self._run, name="flood", daemon=True)
+        self._stop = threading.Event()
         self.started_at = 0.0
         self.done_at = 0.0
 
@@ -93,6 +94,8 @@ class Flood:
         props.ResponseTopic = self.topics.response
         info = None
         for i in range(self.count):
+            if self._stop.is_set():
+                break
             if self.rate_per_s is not None:
                 ahead = self.started_at + i / self.rate_per_s - time.monotonic()
                 if ahead > 0:
@@ -105,6 +108,10 @@ class Flood:
         if info is not None:
             info.wait_for_publish(60)
         self.done_at = time.monotonic()
+
+    def stop(self) -> None:
+        """Send no more (what was sent is still waited for)."""
+        self._stop.set()
 
     def join(self, timeout_s: float = 300) -> None:
         self._thread.join(timeout_s)
