@@ -15,8 +15,8 @@ Two modes:
   `host`, 127.0.0.1 and localhost, and client certificates on demand (`identity`).
   The reference config makes a client's id its certificate's name, so every hub-side client
   needs a hub consumer's certificate of its own: `hub_identity()` hands out the names the
-  reference ACL grants the hub's rights (hub.<role>), a new one per consumer; `client(HUB)`,
-  `tls(HUB)` and `hub_tls` do the same.
+  reference ACL grants the hub's rights (hub.<role>), one no other consumer holds;
+  `client(HUB)`, `tls(HUB)` and `hub_tls` do the same, and `release()` frees a closed one's.
 
 `wrap` is a command prefix for the broker (e.g. `ip netns exec ns-broker`); readiness is
 a TCP connect to host:port from this process, so a broker in a network namespace reached
@@ -112,7 +112,8 @@ class LocalBroker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._identities: dict[str, TlsSection] = {}
         self._hub_keys: dict[str, str] = {}  # hub_identity's key → the hub name it got
-        self._handed_out: set[str] = set()  # hub names hub_identity gave a consumer
+        self._pooled: set[str] = set()  # hub names hub_identity has given out, ever
+        self._held: set[str] = set()  # ... and those not released since
         if bind is None and _loopback(host):
             bind = host
         if secure:
@@ -148,7 +149,7 @@ class LocalBroker:
         if name == pki.HUB:
             raise ValueError(f"no client is named {pki.HUB!r}: each of the hub's consumers "
                              "has its own name; use hub_identity()")
-        if name in self._handed_out:
+        if name in self._pooled:
             raise ValueError(f"{name} is held by a hub consumer hub_identity() made on this "
                              "broker; a second client with it would take its session")
         return self._issue(name)
@@ -171,21 +172,30 @@ class LocalBroker:
         """A hub consumer's certificate: reads every pole, writes acks and commands. The
         same non-empty `key` (e.g. the client id a consumer asked for) gets the same one,
         so a consumer that returns resumes its session; no key, or a new one, gets a name
-        not handed out before, so two consumers never knock each other off."""
+        not held by another consumer, so two consumers never knock each other off."""
         self._need_certificates()
         name = self._hub_keys.get(key) if key else None
         if name is None:
-            free = [n for n in self.hub_names() if n not in self._identities]
+            free = [n for n in self.hub_names() if n not in self._held
+                    and (n in self._pooled or n not in self._identities)]
             if not free:
                 raise RuntimeError(
                     f"all {len(self.hub_names())} hub consumers' names in the reference "
-                    f"ACL ({REFERENCE / 'acl'}) are in use on this broker; more hub "
-                    "clients need more `user hub.<role>` blocks there (docs/hub-broker.md)")
+                    f"ACL ({REFERENCE / 'acl'}) are held on this broker; release() those of "
+                    "closed clients, or add `user hub.<role>` blocks (docs/hub-broker.md)")
             name = free[0]
-            self._handed_out.add(name)
+            self._pooled.add(name)
+            self._held.add(name)
             if key:
                 self._hub_keys[key] = name
         return self._issue(name)
+
+    def release(self, tls: TlsSection | None) -> None:
+        """The hub consumer holding `tls` (from hub_identity) has disconnected for good and
+        left no session behind: its name may be handed out again."""
+        for name in [n for n in self._held if self._identities[n] == tls]:
+            self._held.discard(name)
+            self._hub_keys = {k: n for k, n in self._hub_keys.items() if n != name}
 
     def _need_certificates(self) -> None:
         if not self.secure:
@@ -203,12 +213,13 @@ class LocalBroker:
             return None
         return self.hub_identity(key) if name == pki.HUB else self.identity(name)
 
-    def client(self, identity: str | TlsSection, client_id: str = "") -> mqtt.Client:
+    def client(self, identity: str | TlsSection | None, client_id: str = "") -> mqtt.Client:
         """A paho MQTT 5 client (VERSION2 callbacks) holding `identity` (a name for
-        `tls()`, `HUB` for a hub consumer of its own, or files), not yet connected. An empty
-        client id lets the broker assign one; on a secure broker the client id becomes the
-        certificate's name anyway, and with `HUB` the client id picks the certificate."""
-        tls = identity if isinstance(identity, TlsSection) else self.tls(identity, client_id)
+        `tls()`, `HUB` for a hub consumer of its own, files, or None for plain MQTT), not yet
+        connected. An empty client id lets the broker assign one; on a secure broker the
+        client id becomes the certificate's name anyway, and with `HUB` it picks the
+        certificate."""
+        tls = self.tls(identity, client_id) if isinstance(identity, str) else identity
         return make_client(client_id, tls)
 
     def node_tls_dir(self, node_id: str, data_dir: Path) -> TlsSection:

@@ -45,7 +45,8 @@ class ContractTap:
                 schema["components"] = ASYNCAPI["components"]
                 schemas.append(schema)
             self._channels.append((re.compile(f"^{address}$"), name, schemas))
-        self.client = broker.client(HUB)
+        self._broker, self._tls = broker, broker.tls(HUB)
+        self.client = broker.client(self._tls)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(f"{topics.ROOT}/#", qos=1)
         self.client.connect(broker.host, broker.port)
@@ -93,3 +94,4 @@ class ContractTap:
     def close(self) -> None:
         self.client.disconnect()  # first: the loop then ends at once, not at its next wake-up
         self.client.loop_stop()
+        self._broker.release(self._tls)

@@ -55,7 +55,8 @@ class HubSide:
         self.acks_sent = 0
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        c = broker.client(HUB, client_id=f"fault-hub-{os.getpid()}")
+        self._broker, self._tls = broker, broker.tls(HUB)
+        c = broker.client(self._tls, client_id=f"fault-hub-{os.getpid()}")
         c.reconnect_delay_set(1, 1)
         c.on_connect = self._on_connect
         c.on_subscribe = lambda *_: self._ready.set()
@@ -101,6 +102,7 @@ class HubSide:
         props.SessionExpiryInterval = 0
         self._client.disconnect(properties=props)
         self._client.loop_stop()
+        self._broker.release(self._tls)  # its session ended with it
 
 
 # --- the pole ---

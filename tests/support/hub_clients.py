@@ -30,7 +30,8 @@ class Listener:
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         subscribed = threading.Event()
-        self.client = broker.client(identity)
+        self._broker, self._tls = broker, broker.tls(identity)
+        self.client = broker.client(self._tls)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(pattern, qos=1)
         self.client.on_subscribe = lambda *_: subscribed.set()
@@ -51,6 +52,7 @@ class Listener:
     def close(self) -> None:
         self.client.disconnect()  # first: the loop then ends at once, not at its next wake-up
         self.client.loop_stop()
+        self._broker.release(self._tls)  # no session left: its name may serve another
 
 
 REPLY = f"poles/{NODE_ID}/response/desk"
@@ -63,7 +65,8 @@ class Desk:
         self.answers: list[tuple[str, dict[str, Any], bytes | None]] = []
         self._lock = threading.Lock()
         self._n = 0
-        self.client = broker.client(HUB)
+        self._broker, self._tls = broker, broker.tls(HUB)
+        self.client = broker.client(self._tls)
         self.client.on_message = self._on_message
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *_: subscribed.set()
@@ -116,6 +119,7 @@ class Desk:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        self._broker.release(self._tls)
 
 
 class Hub:
@@ -124,7 +128,8 @@ class Hub:
     def __init__(self, broker: LocalBroker) -> None:
         self.responses: list[tuple[str, dict[str, Any], bytes | None]] = []
         self._lock = threading.Lock()
-        self.client = broker.client(HUB)
+        self._broker, self._tls = broker, broker.tls(HUB)
+        self.client = broker.client(self._tls)
         self.client.on_message = self._on_message
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *_: subscribed.set()
@@ -156,3 +161,4 @@ class Hub:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        self._broker.release(self._tls)
