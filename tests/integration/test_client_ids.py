@@ -49,7 +49,7 @@ def intrude(broker: LocalBroker, tls: TlsSection, client_id: str) -> list[str]:
     c.loop_start()
     try:
         assert not connack.get(timeout=10).is_failure, "the broker refused the intruder"
-        c.publish(TOPICS.status, b'{"v": 1, "node": "test-0001", "state": "offline"}',
+        c.publish(TOPICS.status, f'{{"v": 1, "node": "{A}", "state": "offline"}}'.encode(),
                   qos=1, retain=True)
         c.publish(TOPICS.alert, b"{}", qos=1)
         refused = [answers.get(timeout=10), answers.get(timeout=10)]
@@ -77,6 +77,7 @@ def test_another_poles_certificate_claiming_this_poles_client_id_never_drops_its
     beats = len(telemetry.payloads())
     wait_for(lambda: len(telemetry.payloads()) >= beats + 2,
              what="two heartbeats sent after the intruder left")
+    status.close()
 
     drops = node.log().count("lost hub link")
     assert drops == 0, f"the pole's link dropped {drops} times in {ROUNDS} takeover attempts"
@@ -89,7 +90,6 @@ def test_another_poles_certificate_claiming_this_poles_client_id_never_drops_its
     assert connects_as(broker, B) == 2 * ROUNDS
     assert connects_as(broker, A) == 1
     assert f"Client {A} already connected" not in broker.log.read_text()
-    status.close()
 
 
 class Console:
