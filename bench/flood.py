@@ -5,11 +5,11 @@ TLS, ACL), keepalive 5 s. Each scenario makes the same presses one after another
 each from the pin being driven to the alert at a hub subscriber (CLOCK_MONOTONIC is shared
 by the processes of one machine); the subscriber acks each alert as the hub does. The flood
 scenarios send junk on the pole's command and ack topics from a hub consumer's certificate
-the whole time (tests/support/flood.py: bad JSON, wrong fields, unknown alert ids, JSON
-nested thousands deep, oversized bodies): at 1,000 messages a second, then as fast as the
-broker takes them. The node's resident memory is read before, at its peak during, and
-after each scenario (after: once the flood has stopped and the broker has handed the node
-all it held).
+the whole time, from a process of its own (tests/support/flood.py: bad JSON, wrong fields,
+unknown alert ids, JSON nested thousands deep, oversized bodies): at 1,000 messages a
+second, then as fast as the broker takes them. The node's resident memory is read before,
+at its peak during, and after each scenario (after: once the flood has stopped and the
+broker has handed the node all it held).
 
     python bench/flood.py [--presses 200] [--markdown]     (from the project's root)
 """
@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
 
 from devkit.localbroker import LocalBroker
-from tests.support.flood import CallTaker, Flood, rss_kib
+from tests.support.flood import CallTaker, FloodProcess, rss_kib
 from tests.support.node import NODE_ID, NodeProcess, node_config
 
 
@@ -39,7 +39,7 @@ def run_scenario(presses: int, rate: float | None, flood: bool, workdir: Path) -
     config.write_text(text.replace("heartbeat_s: 1", "heartbeat_s: 5"))
     node = NodeProcess(config).start()
     hub = CallTaker(broker, NODE_ID)
-    flooder: Flood | None = None
+    flooder: FloodProcess | None = None
     try:
         assert node.proc is not None
         pid = node.proc.pid
@@ -47,7 +47,7 @@ def run_scenario(presses: int, rate: float | None, flood: bool, workdir: Path) -
         time.sleep(1.0)
         before = peak = rss_kib(pid)
         if flood:
-            flooder = Flood(broker, NODE_ID, 10_000_000, rate_per_s=rate).start()
+            flooder = FloodProcess(broker, NODE_ID, 10_000_000, rate_per_s=rate).start()
             time.sleep(2.0)  # the flood at full strength before the first timed press
         latencies: list[float] = []
         lost = 0

@@ -33,6 +33,11 @@ from edge.config.model import HubSection
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 24 * 3600  # the broker keeps our ack subscription and queued acks this long
+# QoS 1 messages the broker may have on their way to us unacknowledged (MQTT 5 Receive
+# Maximum; unset, a client takes 65,535). A flood then waits in the broker's queue, not in
+# the stream ahead of the PUBACKs of our alerts: measured, with it unset, a flood of
+# commands faster than the node reads them held those PUBACKs back for seconds.
+RECEIVE_MAXIMUM = 20
 
 # (ok, reason) once the broker has answered a QoS 1 publish
 Delivery = Callable[[bool, str], None]
@@ -220,6 +225,7 @@ class Uplink:
                 if first:
                     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                     props.SessionExpiryInterval = SESSION_EXPIRY_S
+                    props.ReceiveMaximum = RECEIVE_MAXIMUM
                     self._client.connect(
                         self.hub.host, self.hub.port, keepalive=self.hub.keepalive_s,
                         clean_start=False, properties=props,

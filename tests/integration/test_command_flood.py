@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from devkit.localbroker import LocalBroker
-from tests.support.flood import CallTaker, Flood, rss_kib
+from tests.support.flood import CallTaker, FloodProcess, rss_kib
 from tests.support.node import NODE_ID, NodeProcess, node_config
 
 FLOOD = 50_000
@@ -29,7 +29,7 @@ def test_presses_during_a_flood_of_50000_hostile_messages_all_arrive(
     broker.tap.allow_invalid(rf"poles/{NODE_ID}/(cmd/.*|ack)")  # type: ignore[attr-defined]
     node = NodeProcess(node_config(tmp_path, broker)).start()
     hub = CallTaker(broker, NODE_ID)
-    flood: Flood | None = None
+    flood: FloodProcess | None = None
     try:
         assert node.proc is not None
         seq = 1
@@ -41,10 +41,10 @@ def test_presses_during_a_flood_of_50000_hostile_messages_all_arrive(
         time.sleep(1.0)
         rss_before = rss_kib(node.proc.pid)
 
-        flood = Flood(broker, NODE_ID, FLOOD).start()
+        flood = FloodProcess(broker, NODE_ID, FLOOD).start()
         during: list[float] = []
         rss_peak = rss_before
-        while flood.sent < FLOOD or len(during) < 10:
+        while flood.running() or len(during) < 10:
             seq += 1
             during.append(press_and_time(node, hub, seq))
             rss_peak = max(rss_peak, rss_kib(node.proc.pid))
@@ -56,6 +56,7 @@ def test_presses_during_a_flood_of_50000_hostile_messages_all_arrive(
             time.sleep(1.0)
         rss_after = rss_kib(node.proc.pid)
 
+        assert flood.sent == FLOOD
         print(f"\n{FLOOD} flood messages in {flood.done_at - flood.started_at:.1f} s; "
               f"{len(quiet)} quiet presses p50 {statistics.median(quiet):.1f} ms max "
               f"{max(quiet):.1f} ms; {len(during)} presses in the flood p50 "

@@ -12,6 +12,7 @@ processes of one machine) and acknowledges it as the hub does.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import random
 import threading
 import time
@@ -22,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from contract.link import TlsSection, make_client
 from contract.payloads import Ack, Alert
 from contract.topics import NodeTopics
 from devkit.localbroker import LocalBroker
@@ -60,23 +62,21 @@ def junk(topics: NodeTopics, rnd: random.Random, i: int) -> tuple[str, bytes]:
 
 
 class Flood:
-    """Sends `count` flood messages to `node` from a hub consumer's certificate, as fast as
-    it can or at `rate_per_s`, on a thread of its own."""
+    """Sends `count` flood messages to `node` at host:port (with a hub consumer's `tls`, or
+    plain MQTT), as fast as the broker takes them or at `rate_per_s`, on a thread."""
 
-    def __init__(self, broker: LocalBroker, node: str, count: int,
+    def __init__(self, host: str, port: int, tls: TlsSection | None, node: str, count: int,
                  rate_per_s: float | None = None, seed: int = 1) -> None:
         self.count, self.rate_per_s = count, rate_per_s
         self.topics = NodeTopics(node)
         self.sent = 0
         self._rnd = random.Random(seed)
-        self._broker = broker
-        self._tls = broker.tls(HUB) if broker.secure else None
-        self.client = broker.client(self._tls) if self._tls else broker.client("hub-flood")
+        self.client = make_client("", tls)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
         connected = threading.Event()
         self.client.on_connect = lambda *_: connected.set()
-        self.client.connect(broker.host, broker.port)
+        self.client.connect(host, port)
         self.client.loop_start()
         assert connected.wait(15), "the flooding client could not connect"
         self._thread = threading.Thread(target=self._run, name="flood", daemon=True)
@@ -109,6 +109,9 @@ class Flood:
             info.wait_for_publish(60)
         self.done_at = time.monotonic()
 
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Send no more (what was sent is still waited for)."""
         self._stop.set()
@@ -120,8 +123,62 @@ class Flood:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class FloodProcess:
+    """A `Flood` in a process of its own, from a hub consumer's certificate on `broker`, so
+    its sending never takes the measuring process's time (the GIL) from the call taker."""
+
+    def __init__(self, broker: LocalBroker, node: str, count: int,
+                 rate_per_s: float | None = None) -> None:
+        self._broker = broker
+        self._tls = broker.tls(HUB)
+        ctx = mp.get_context("spawn")
+        self._stop, self._sent = ctx.Event(), ctx.Value("q", 0)
+        self._proc = ctx.Process(target=_flood_main, name="flood", daemon=True, args=(
+            broker.host, broker.port, self._tls, node, count, rate_per_s, self._stop,
+            self._sent))
+        self.started_at = self.done_at = 0.0
+
+    def start(self) -> FloodProcess:
+        self.started_at = time.monotonic()
+        self._proc.start()
+        return self
+
+    @property
+    def sent(self) -> int:
+        return int(self._sent.value)
+
+    def running(self) -> bool:
+        return self._proc.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout_s: float = 300) -> None:
+        self._proc.join(timeout_s)
+        self.done_at = time.monotonic()
+        assert self._proc.exitcode == 0, f"the flood failed after {self.sent} messages"
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
         if self._tls is not None:
             self._broker.release(self._tls)
+
+
+def _flood_main(host: str, port: int, tls: TlsSection | None, node: str, count: int,
+                rate_per_s: float | None, stop: Any, sent: Any) -> None:
+    flood = Flood(host, port, tls, node, count, rate_per_s).start()
+    while flood.running():
+        if stop.is_set():
+            flood.stop()
+        sent.value = flood.sent
+        time.sleep(0.05)
+    flood.join()
+    sent.value = flood.sent
+    flood.close()
 
 
 class CallTaker:
