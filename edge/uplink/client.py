@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 24 * 3600  # the broker keeps our ack subscription and queued acks this long
 # QoS 1 messages the broker may have on their way to us unacknowledged (MQTT 5 Receive
-# Maximum; unset, a client takes 65,535). A flood then waits in the broker's queue, not in
-# the stream ahead of the PUBACKs of our alerts: measured, with it unset, a flood of
-# commands faster than the node reads them held those PUBACKs back for seconds.
+# Maximum; unset, a client takes 65,535). A flood of commands faster than the node reads
+# then waits in the broker's queue, not in the stream ahead of the broker's PUBACKs for our
+# alerts and the hub's acks.
 RECEIVE_MAXIMUM = 20
 
 # (ok, reason) once the broker has answered a QoS 1 publish
