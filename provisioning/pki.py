@@ -41,6 +41,10 @@ from drivers.storage import write_new, write_whole
 # The hub's consumers are named `hub.<role>`: the '.' is what no node id has. `hub` alone is
 # no pole's name either (it was the one name all the hub's clients once shared).
 HUB = "hub"
+# Certificates are valid from this long before they are made: a pole's clock can lag after a
+# cold boot until NTP or GPS steps it (an hour or more), and a pole that cannot connect
+# cannot send a call.
+CLOCK_LAG = dt.timedelta(days=1)
 # A CN becomes an MQTT username and a file name: no '/', '+', '#' (the ACL's %u would
 # refuse them), nothing a shell or file system would read differently. X.509 caps CN at 64.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -71,7 +75,7 @@ def make_ca(directory: Path, name: str = "Safe City hub CA", days: int = 3650) -
         .subject_name(subject).issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))  # a pole's clock may lag a little
+        .not_valid_before(now - CLOCK_LAG)
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(
@@ -98,7 +102,7 @@ def issue(
                        "'.', '_' and '-' (a pole's name is its node id)")
     ca_cert, ca_key = _load_ca(ca.cert, ca.key, ca.cert.stat().st_mtime_ns)
     key = ec.generate_private_key(ec.SECP256R1())
-    start = not_before or _now() - dt.timedelta(minutes=5)
+    start = not_before or _now() - CLOCK_LAG
     end = not_after or start + dt.timedelta(days=days)
     names = list(server_names)
     builder = (

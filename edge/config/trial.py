@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from drivers.storage import sync_dir, write_whole
+from firmware.handoff import boot_id
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,23 @@ class TrialError(Exception):
 class Trial:
     command_id: str
     state: Literal["trial", "rolled_back"]
-    deadline: float  # unix time
+    deadline: float  # CLOCK_MONOTONIC of `boot`: the node re-executes itself, same boot
     reply_topic: str | None
     correlation: str | None  # hex
     sha256: str  # of the file on trial
     reason: str = ""
+    boot: str = ""  # the kernel's boot id when the trial began
+    trial_s: float = 0.0
+
+    def overdue(self, started: float) -> bool:
+        """Whether the trial's time is up, on the monotonic clock so that a step of the wall
+        clock neither ends it early nor lets a broken config run an hour longer. After a
+        reboot mid-trial (another boot id) the trial gets its full time again from
+        `started`, the monotonic time this node process started."""
+        now = time.monotonic()
+        if self.boot and self.boot == boot_id():
+            return now > self.deadline
+        return now > started + self.trial_s
 
 
 def sha256_of(path: Path) -> str:
@@ -91,9 +104,9 @@ class ConfigTrial:
         old = self.config.read_bytes()
         write_whole(self.last_good, old)
         new = new_text.encode()
-        trial = Trial(command_id, "trial", time.time() + trial_s, reply_topic,
+        trial = Trial(command_id, "trial", time.monotonic() + trial_s, reply_topic,
                       correlation.hex() if correlation is not None else None,
-                      hashlib.sha256(new).hexdigest())
+                      hashlib.sha256(new).hexdigest(), boot=boot_id(), trial_s=trial_s)
         write_whole(self.marker, json.dumps(asdict(trial)).encode())  # marker before the file:
         write_whole(self.config, new)  # a new file in force always has its trial
         log.info("config change %s on trial for %.0f s (previous file kept as %s)",

@@ -28,6 +28,7 @@ class ConfigChange:
         self.cfg = cfg
         self.config_path = config_path
         self.trial = ConfigTrial(config_path) if config_path is not None else None
+        self._started = time.monotonic()
         self._answer = answer
         self._restart = restart
 
@@ -94,7 +95,7 @@ class ConfigChange:
             self.trial.commit()
             self._answer(reply, Response(id=trial.command_id, command="config.set",
                                          status="done", config_sha256=trial.sha256))
-        elif time.time() > trial.deadline:
+        elif trial.overdue(self._started):
             why = unhealthy or "not connected to the hub"
             self.trial.roll_back(f"not healthy within the trial: {why}")
             self._restart("config change rolled back")
