@@ -4,18 +4,24 @@ The node's main process never touches video, so a `clip` command is carried out 
 a process of its own: the window is exported by stream copy, its evidence manifest signed
 with the node's key, the footage pinned (so the original segments stay for as long as an
 alert's would, and a later dispute can be checked against them), and the clip uploaded
-with HTTP PUT. The result is a plain dict that crosses back to the node.
+with HTTP PUT. `serve` is the child's main (edge/uplink/clip_requests.py starts it): the
+job comes over its stdin, the result, a plain dict, goes back as one JSON object on stdout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import pickle
+import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from edge import clock
@@ -131,3 +137,28 @@ def deliver(job: ClipJob) -> dict[str, Any]:
         "end": utc_iso(clip.end), "gaps": [[utc_iso(a), utc_iso(b)] for a, b in clip.gaps],
         "uploaded_to": sent.url, "manifest": manifest,
     }}
+
+
+def serve() -> None:
+    """The export child's main, its parent-death signal already set: (job, log level) from
+    stdin, `deliver`'s result as JSON on stdout. SIGTERM (the node stopping) ends the export
+    through its `finally`, so no half-written clip is left in `exports/`."""
+    result_out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever else writes to stdout goes to the log, not into the result
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the node, which stops us
+    # From the node, through a pipe only it held.
+    job, level = pickle.load(sys.stdin.buffer)  # noqa: S301
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = deliver(job)
+    except Exception as e:  # a bug or a fault not foreseen: the hub still gets a reason
+        log.exception("clip request %s (camera %s) failed", job.request_id, job.camera)
+        result = {"ok": False, "error": f"the export process failed: {e!r}"}
+    with result_out:
+        json.dump(result, result_out)
+
+
+def _stop(sig: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + sig)  # the node says why; exit as the signal would have
