@@ -18,18 +18,21 @@ import contextlib
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from devkit.localbroker import LocalBroker
-from tests.support.camera_node import vision_config
+from tests.support.camera_node import recording_config, vision_config
+from tests.support.hub_clients import Desk
 from tests.support.node import NodeProcess
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_for
@@ -200,3 +203,47 @@ def test_a_child_whose_parent_died_before_its_first_line_never_runs_its_program(
         os.kill(child, signal.SIGCONT)
     wait_for(lambda: (_stat(child) or ["X"])[0] in "ZX", 10, "the orphan to die")
     assert not ran.exists(), "the orphaned child ran its program"
+
+
+def test_a_node_killed_while_it_exports_a_clip_leaves_no_process_behind(
+    tmp_path: Path, broker: LocalBroker, start_node: Callable[..., NodeProcess],
+) -> None:
+    """The hub asks for an alert's clip whose after-window is still to come, so the export's
+    child has pinned the footage and waits for the camera to record the rest; the node is
+    killed then. The export's child (and anything it keeps alive) goes with it."""
+    mark = f"{os.getpid()}-clip"
+    index = tmp_path / "data" / "recordings" / "index.sqlite"
+
+    def pinned(reason: str) -> bool:  # read as another process would
+        if not index.exists():
+            return False
+        with contextlib.closing(sqlite3.connect(index, timeout=5)) as db:
+            try:
+                return bool(db.execute("SELECT 1 FROM pins WHERE reason = ?", (reason,)).fetchall())
+            except sqlite3.OperationalError:  # the tables are not made yet
+                return False
+
+    node = start_node(recording_config(tmp_path, broker), env={MARK: mark})
+    desk = Desk(broker)
+    try:
+        desk.listening()
+        now = datetime.now(UTC)
+        cid = desk.send("clip.request", {
+            "camera": "street", "start": (now - timedelta(seconds=5)).isoformat(),
+            "end": (now + timedelta(seconds=30)).isoformat(),
+            "upload_url": "http://127.0.0.1:9/clip.mp4"})
+        wait_for(lambda: desk.of(cid), 30, "the clip request accepted")
+        assert [a["status"] for a in desk.of(cid)] == ["accepted"], desk.of(cid)
+        wait_for(lambda: pinned(f"request {cid}"), 30, "the export pinning its window")
+    finally:
+        desk.close()
+    node.kill9()
+    with contextlib.suppress(AssertionError):  # what is left then is the verdict
+        wait_for(lambda: not marked(mark), SETTLE_S, "the node's processes to go")
+    left = marked(mark)
+    for orphan in left:
+        with contextlib.suppress(OSError):
+            os.kill(orphan, signal.SIGKILL)
+    assert not left, f"{len(left)} processes outlived their node:\n" + "\n".join(
+        f"pid {pid} {what}" for pid, what in left.items())
+
