@@ -23,58 +23,24 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from report import print_columns
 
-from contract.payloads import Ack, Alert
-from contract.topics import NodeTopics
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
+
 from devkit.demo.footage import vtest_h264_path
 from devkit.localbroker import LocalBroker
 from devkit.simulators.gpio import PinSimulatorClient
+from tests.support.flood import CallTaker
 
 NODE = "bench-0001"
 BUTTON, LED = 17, 27
 DEBOUNCE_MS = 10
 BURN = "while True: pass"
-
-
-class Hub:
-    """Receives alerts, notes their arrival time, and acknowledges them like the hub."""
-
-    def __init__(self, broker: LocalBroker) -> None:
-        self.arrived: dict[int, float] = {}
-        self.copies = 0
-        self.cond = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_: c.subscribe(NodeTopics(NODE).alert, qos=1)
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def _on_message(self, client: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        t = time.monotonic()
-        alert = Alert.model_validate_json(msg.payload)
-        with self.cond:
-            self.copies += 1
-            self.arrived.setdefault(alert.seq, t)
-            self.cond.notify_all()
-        ack = Ack(alert_id=alert.id, by="bench", time=alert.time)
-        client.publish(NodeTopics(NODE).ack, ack.to_bytes(), qos=1)
-
-    def wait(self, seq: int, timeout: float = 10.0) -> float | None:
-        with self.cond:
-            self.cond.wait_for(lambda: seq in self.arrived, timeout)
-            return self.arrived.get(seq)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def _niced(level: int) -> Any:
@@ -100,7 +66,7 @@ def run_scenario(
         cfg["cameras"] = [{"name": "street", "url": str(vtest_h264_path()), "realtime": False,
                            "loop": True}]
     (workdir / "node.yaml").write_text(yaml.safe_dump(cfg))
-    hub = Hub(broker)
+    hub = CallTaker(broker, NODE)
     log = (workdir / "node.log").open("wb")
     node = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "--log-level", "WARNING", "run",
@@ -124,7 +90,7 @@ def run_scenario(
         for seq in range(1, presses + 1):
             t0 = time.monotonic()
             pins.drive(BUTTON, 0)
-            arrived = hub.wait(seq)
+            arrived = hub.wait(seq, timeout_s=10.0)
             pins.drive(BUTTON, 1)
             if arrived is None:
                 lost += 1
@@ -191,16 +157,7 @@ def main() -> int:
               f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['max']:.2f}",
               f"{r['p50'] / base['p50']:.2f}", f"{r['p99'] / base['p99']:.2f}"]
              for name, r in rows]
-    if args.markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for row in table:
-            print("| " + " | ".join(row) + " |")
-    else:
-        widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(head)]
-        print("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
-        for row in table:
-            print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    print_columns(head, table, args.markdown)
     return 0 if all(r["lost"] == 0 for _, r in rows) else 1
 
 

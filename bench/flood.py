@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from report import print_columns
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
 
 from devkit.localbroker import LocalBroker
@@ -105,16 +107,7 @@ def main() -> int:
               f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['max']:.2f}",
               f"{r['p99'] / base['p99']:.2f}", *(f"{kib / 1024:.1f}" for kib in r["rss"]),
               f"{r['rss'][2] / r['rss'][0]:.3f}"] for name, r in rows]
-    if args.markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for row in table:
-            print("| " + " | ".join(row) + " |")
-    else:
-        widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(head)]
-        print("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
-        for row in table:
-            print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    print_columns(head, table, args.markdown)
     return 0 if all(r["lost"] == 0 and r["alive"] for _, r in rows) else 1
 
 

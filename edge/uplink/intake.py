@@ -43,9 +43,6 @@ class CommandIntake(Lifecycle):
     def start(self) -> None:
         self._start_thread(self._run, "command-intake")
 
-    def alive(self) -> bool:
-        return not self.closed and all(t.is_alive() for t in self._threads)
-
     def queued(self) -> int:
         with self._ready:
             return len(self._queue)
