@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +20,13 @@ from contract.evidence.manifest import verify
 from devkit.localbroker import LocalBroker
 from hub.evidence import EvidenceStore
 from tests.support.camera_node import indexed, recording_config
-from tests.support.hub_clients import Hub
+from tests.support.hub_clients import Hub, iso
 from tests.support.node import NODE_ID, NodeProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def hub(broker: LocalBroker) -> Iterator[Hub]:
-    h = Hub(broker)
-    yield h
-    h.close()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EvidenceStore]:
-    s = EvidenceStore(tmp_path / "evidence")
-    s.start()
-    yield s
-    s.stop()
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat()
 
 
 def test_a_clip_request_is_exported_signed_uploaded_and_verifies_with_the_node_key(

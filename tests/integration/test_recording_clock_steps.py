@@ -13,9 +13,7 @@ import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from devkit.localbroker import LocalBroker
 from hub.evidence import EvidenceStore
 from tests.support.camera_node import recording_config
 from tests.support.clockstep import ClockStep
-from tests.support.hub_clients import Hub
+from tests.support.hub_clients import Hub, iso
 from tests.support.node import NodeProcess
 from tests.support.waiting import wait_for
 
@@ -92,23 +90,6 @@ class Watch:
         return sorted(self.seen.values(), key=lambda s: s.id)
 
 
-@pytest.fixture
-def hub(broker: LocalBroker) -> Iterator[Hub]:
-    h = Hub(broker)
-    yield h
-    h.close()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EvidenceStore]:
-    s = EvidenceStore(tmp_path / "evidence")
-    s.start()
-    yield s
-    s.stop()
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat()
 
 
 def test_retention_continuity_and_clips_hold_when_the_wall_clock_steps_an_hour_each_way(

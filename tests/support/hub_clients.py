@@ -21,6 +21,11 @@ from tests.support.node import NODE_ID
 from tests.support.waiting import wait_for
 
 
+def iso(t: float) -> str:
+    """A unix time as the ISO 8601 UTC text a hub request carries."""
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
 class Listener:
     """An MQTT subscriber (a hub consumer of its own, unless `identity` names another
     certificate) that keeps every message on `pattern`, in arrival order, from the moment it
